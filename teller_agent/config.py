@@ -1,0 +1,78 @@
+"""Configuration: one :class:`TellerSettings` read from ``TELLER_*`` environment
+variables and, if present, a ``.env`` file in the working directory.
+
+Every field is documented in the README's "Configuration" table (a test checks
+that the table lists them all).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Video frame rate of everything teller-agent makes (Teller, arXiv 2503.18429, sec. 4.1: 25 FPS).
+FPS = 25
+
+
+def _default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "teller-agent"
+
+
+class TellerSettings(BaseSettings):
+    """All runtime options. Construct with keyword overrides, e.g.
+    ``TellerSettings(frame_size=256)``; unset fields come from ``TELLER_<FIELD>``
+    environment variables, then ``.env``, then the defaults below."""
+
+    model_config = SettingsConfigDict(env_prefix="TELLER_", env_file=".env", extra="ignore")
+
+    avatar_image: Path | None = Field(
+        default=None,
+        description="Portrait photo of the avatar (JPEG/PNG/WebP). Unset: the bundled default "
+        "portrait, NASA's public-domain photo of Eileen Collins from scikit-image.",
+    )
+    frame_size: int = Field(
+        default=512, ge=64, le=2048, description="Output frame width and height in pixels (square)."
+    )
+    face_scale: float = Field(
+        default=0.42,
+        gt=0.1,
+        lt=0.9,
+        description="Framing: face width (jaw contour, landmarks 0-16) as a fraction of the frame "
+        "width. Smaller shows more head, hair and shoulders.",
+    )
+    face_center_y: float = Field(
+        default=0.45,
+        gt=0.2,
+        lt=0.8,
+        description="Framing: vertical position of the face centre as a fraction of the frame height.",
+    )
+    face_min_size: int = Field(
+        default=40,
+        ge=8,
+        description="Smallest accepted face width in pixels of the original photo; smaller faces "
+        "raise FaceTooSmallError.",
+    )
+    max_image_pixels: int = Field(
+        default=60_000_000,
+        ge=1,
+        description="Largest accepted photo in pixels (width x height), checked from the header "
+        "before decoding (decompression-bomb guard).",
+    )
+    cache_dir: Path = Field(
+        default_factory=_default_cache_dir,
+        description="Where prepared avatars (crop, landmarks, masks) are cached, keyed by a hash "
+        "of the photo and the framing settings.",
+    )
+    render_grid: int = Field(
+        default=64,
+        ge=16,
+        le=512,
+        description="Resolution (cells per side) at which the dense warp is solved before being "
+        "upsampled to the frame size. Higher is sharper and slower.",
+    )
+    render_threads: int = Field(
+        default=1, ge=0, description="OpenCV threads for rendering (0: OpenCV's default)."
+    )
+    seed: int = Field(default=0, description="Seed for procedural motion and sampling.")
