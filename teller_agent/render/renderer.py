@@ -1,0 +1,96 @@
+"""The CPU warp renderer: motion latent + prepared portrait -> RGB frames, no weights.
+
+Per frame: drive the portrait's ``face68`` keypoints with the motion latent
+(``x_d = s (x_c R + delta) + t``), warp the photo with :class:`HeadWarp`, then
+paint the eyelids and the mouth interior. This plays the role of LivePortrait's
+warping and decoding networks (arXiv 2407.03168, sec. 3) at a fraction of the
+cost, so the whole avatar runs on a laptop CPU.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from ..motion.latent import MotionLatent
+from ..motion.space import FACE68
+from .paint import mouth_gap, paint_eyelids, paint_mouth
+from .warp import HeadWarp
+
+_EYES = (  # (upper lid chain, lower lid chain) as landmark indices, corner to corner
+    ((36, 37, 38, 39), (36, 41, 40, 39)),
+    ((42, 43, 44, 45), (42, 47, 46, 45)),
+)
+_INNER_LIPS = list(range(60, 68))
+
+
+def _lid_skin(image: np.ndarray, landmarks: np.ndarray, upper: tuple[int, ...], brow: tuple[int, ...]) -> np.ndarray:
+    """Median RGB of the skin between a brow and its upper eyelid."""
+    lid = landmarks[list(upper[1:3])].mean(0)
+    brow_pt = landmarks[list(brow)].mean(0)
+    centre = lid + 0.4 * (brow_pt - lid)
+    r = max(2, int(0.2 * np.linalg.norm(brow_pt - lid)))
+    x, y = int(round(centre[0])), int(round(centre[1]))
+    patch = image[max(y - r, 0) : y + r + 1, max(x - r, 0) : x + r + 1].reshape(-1, 3)
+    return np.median(patch, axis=0).astype(np.float32)
+
+
+class WarpRenderer:
+    """Renders frames of a prepared portrait driven by ``face68`` motion.
+
+    Args:
+        avatar: a :class:`~teller_agent.face.PreparedAvatar` (square crop and
+            its 68 landmarks in pixels).
+        grid: cells per side of the coarse warp grid (``TellerSettings.render_grid``).
+
+    The output of a neutral latent is the crop itself.
+    """
+
+    space = FACE68
+
+    def __init__(self, avatar, grid: int = 64):
+        self.avatar = avatar
+        self.image = np.ascontiguousarray(avatar.image)
+        self.size = self.image.shape[0]
+        landmarks = np.asarray(avatar.landmarks, np.float32)
+        self.portrait = FACE68.lift(landmarks, self.size)
+        self.warp = HeadWarp(self.image, self.portrait, grid=grid)
+        self.rest_gap = mouth_gap(landmarks[_INNER_LIPS])
+        self.lid_skin = [
+            _lid_skin(self.image, landmarks, _EYES[0][0], (18, 19, 20)),
+            _lid_skin(self.image, landmarks, _EYES[1][0], (23, 24, 25)),
+        ]
+
+    def render(self, motion: MotionLatent) -> Iterator[np.ndarray]:
+        """Yield one (S, S, 3) uint8 RGB frame per motion frame.
+
+        Raises:
+            ValueError: ``motion`` is not in the ``face68`` space.
+        """
+        if motion.space != self.space.name or motion.num_keypoints != self.space.num_keypoints:
+            raise ValueError(
+                f"the warp renderer drives {self.space.name!r} motion, got {motion.space!r} "
+                f"with {motion.num_keypoints} keypoints"
+            )
+        face, rigid = self.warp.driven(motion)
+        head = self.warp.rigid_points(motion)
+        for i in range(len(motion)):
+            yield self._frame(face[i], rigid[i], head[i])
+
+    def render_frame(self, motion: MotionLatent) -> np.ndarray:
+        """The frame of a one-frame ``motion``: (S, S, 3) uint8 RGB."""
+        return next(self.render(motion[0]))
+
+    def _frame(self, face: np.ndarray, rigid: np.ndarray, head: np.ndarray) -> np.ndarray:
+        frame = self.warp.remap(face, rigid, head)
+        for (upper, lower), skin in zip(_EYES, self.lid_skin):
+            paint_eyelids(frame, rigid[list(upper)], face[list(upper)], face[list(lower)], skin)
+        paint_mouth(frame, face[_INNER_LIPS], self.rest_gap)
+        return frame
+
+
+def set_render_threads(threads: int) -> None:
+    """OpenCV worker threads (0 = OpenCV's default; 1 = the single-core figures we report)."""
+    cv2.setNumThreads(threads if threads > 0 else -1)

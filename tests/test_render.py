@@ -1,0 +1,107 @@
+"""The CPU warp renderer on the bundled portrait: each check measures pixels."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from teller_agent.motion import MotionLatent, expression
+
+
+def _motion(**kw) -> MotionLatent:
+    m = MotionLatent.neutral(1, 68)
+    exp = {k: v for k, v in kw.items() if k not in ("yaw", "pitch", "roll", "tx", "ty")}
+    if exp:
+        m.exp[:] = expression(**exp)
+    m.yaw[:], m.pitch[:], m.roll[:] = kw.get("yaw", 0), kw.get("pitch", 0), kw.get("roll", 0)
+    m.t[:, 0], m.t[:, 1] = kw.get("tx", 0), kw.get("ty", 0)
+    return m
+
+
+def _polygon_mask(shape, points) -> np.ndarray:
+    mask = np.zeros(shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(points).astype(np.int32)], 1)
+    return mask.astype(bool)
+
+
+def test_zero_motion_returns_the_crop(renderer, avatar):
+    frame = renderer.render_frame(MotionLatent.neutral(1, 68))
+    assert frame.shape == avatar.image.shape and frame.dtype == np.uint8
+    err = np.abs(frame.astype(np.float32) - avatar.image)[8:-8, 8:-8].mean() / 255.0
+    assert err < 2 / 255
+
+
+def test_opening_the_jaw_darkens_the_mouth(renderer, avatar):
+    closed = renderer.render_frame(_motion())
+    motion = _motion(jaw_open=0.8)
+    opened = renderer.render_frame(motion)
+    inner = renderer.warp.driven(motion)[0][0, 60:68]
+    mask = _polygon_mask(opened.shape, inner)
+    assert mask.sum() > 100, "the driven inner lips should enclose an opening"
+    dark = lambda img: int((cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[mask] < 60).sum())
+    assert dark(opened) > dark(closed) + 0.3 * mask.sum()
+
+
+def test_blink_covers_the_eye(renderer, avatar):
+    eye = _polygon_mask(avatar.image.shape, avatar.landmarks[36:42]) | _polygon_mask(
+        avatar.image.shape, avatar.landmarks[42:48]
+    )
+    open_ = renderer.render_frame(_motion())
+    shut = renderer.render_frame(_motion(blink_left=1.0, blink_right=1.0))
+    skin = np.mean(renderer.lid_skin, axis=0)
+    dist = lambda img: np.linalg.norm(img[eye].astype(np.float32) - skin, axis=1)
+    # Iris, pupil and sclera give way to lid skin: the eye region moves toward skin tone
+    # and loses its dark pixels.
+    assert dist(shut).mean() < 0.6 * dist(open_).mean()
+    gray = lambda img: cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[eye]
+    assert (gray(shut) < 70).sum() < 0.5 * max((gray(open_) < 70).sum(), 1)
+
+
+@pytest.mark.parametrize("yaw", [10.0, -10.0])
+def test_yaw_moves_the_nose_tip_sideways(renderer, avatar, yaw):
+    x, y = np.round(avatar.landmarks[30]).astype(int)
+    r = 40
+    patch = lambda img: np.float32(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[y - r : y + r, x - r : x + r])
+    turned = renderer.render_frame(_motion(yaw=yaw))
+    (dx, dy), _ = cv2.phaseCorrelate(patch(avatar.image), patch(turned))
+    assert np.sign(dx) == np.sign(yaw) and abs(dx) > 3, dx  # positive yaw: nose toward image right
+    assert abs(dy) < abs(dx)
+
+
+def test_background_far_from_the_head_does_not_move(renderer, avatar):
+    frame = renderer.render_frame(_motion(yaw=15, pitch=-10, roll=8, tx=0.05, ty=0.03, jaw_open=1.0))
+    outside = ~renderer.warp.moving
+    assert outside.mean() > 0.2, "the warped region should not cover most of the frame"
+    assert outside[:, :10].all() and outside[-10:].all(), "frame edges and shoulders stay put"
+    assert np.array_equal(frame[outside], avatar.image[outside])
+    # Far below the chin (shoulders) nothing moves either, even inside the region box.
+    chin_y = int(avatar.landmarks[8, 1])
+    face_w = float(np.linalg.norm(avatar.landmarks[16] - avatar.landmarks[0]))
+    below = int(chin_y + 0.7 * face_w)
+    assert np.abs(frame[below:].astype(int) - avatar.image[below:]).max() <= 1
+
+
+def test_head_motion_is_smooth_over_time(renderer):
+    """A slowly turning head gives small frame-to-frame changes (no jumps)."""
+    n = 10
+    m = MotionLatent.neutral(n, 68)
+    m.yaw[:] = np.linspace(0, 5, n)
+    frames = np.stack(list(renderer.render(m))).astype(np.float32)
+    steps = np.abs(np.diff(frames, axis=0)).mean(axis=(1, 2, 3))
+    assert steps.max() < 2.0 and steps.max() < 3 * steps.min() + 0.5
+
+
+def test_renderer_refuses_other_motion_spaces(renderer):
+    with pytest.raises(ValueError, match="face68"):
+        renderer.render_frame(MotionLatent.neutral(1, 21, "liveportrait21"))
+
+
+def test_other_frame_sizes(settings):
+    from teller_agent.face import prepare_avatar
+    from teller_agent.render import WarpRenderer
+
+    small = prepare_avatar(None, settings.model_copy(update={"frame_size": 256}))
+    r = WarpRenderer(small)
+    assert r.render_frame(_motion(jaw_open=0.5, yaw=5)).shape == (256, 256, 3)
+    assert np.array_equal(r.render_frame(_motion()), small.image)
