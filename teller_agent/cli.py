@@ -1,0 +1,96 @@
+"""The ``teller-agent`` command line.
+
+Subcommands:
+    animate       portrait + procedural or file motion (+ audio) -> mp4
+    bench render  render-only frames per second and peak memory
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import FPS, TellerSettings
+from .errors import TellerError
+
+
+def _cmd_animate(args: argparse.Namespace) -> int:
+    from .animate import animate
+
+    overrides = {k: v for k, v in (("frame_size", args.size), ("seed", args.seed)) if v is not None}
+    settings = TellerSettings(**overrides)
+    result = animate(
+        args.output,
+        image=args.image,
+        motion=args.motion,
+        audio=args.audio,
+        seconds=args.seconds,
+        contact_sheet_path=args.contact_sheet,
+        every=args.every,
+        settings=settings,
+        progress=not args.quiet,
+    )
+    print(f"wrote {result.video} ({result.frames} frames, {result.seconds:.2f} s at {FPS} fps)")
+    if result.contact_sheet:
+        print(f"wrote {result.contact_sheet}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import bench_render
+
+    report = bench_render(size=args.size, frames=args.frames, threads=args.threads, image=args.image, grid=args.grid)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"render {report['size']}x{report['size']}, {report['threads']} thread(s), grid {report['grid']}, "
+              f"{report['frames']} frames on {report['machine']}")
+        print(f"  median {report['median_ms']:.2f} ms/frame  p95 {report['p95_ms']:.2f} ms  "
+              f"-> {report['fps']:.0f} frames/s   peak RSS {report['peak_rss_mb']:.0f} MiB")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="teller-agent", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("animate", help="animate a portrait to an mp4")
+    p.add_argument("--image", type=Path, help="portrait photo (default: TELLER_AVATAR_IMAGE or the bundled portrait)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--procedural", action="store_true", help="procedural motion (the default)")
+    src.add_argument("--motion", type=Path, help="motion latent .npz (face68 space)")
+    p.add_argument("--audio", type=Path, help="audio to mux; the video lasts as long as it")
+    p.add_argument("--seconds", type=float, default=5.0, help="length without audio or motion file (default 5)")
+    p.add_argument("-o", "--output", type=Path, default=Path("avatar.mp4"), help="output mp4 (default avatar.mp4)")
+    p.add_argument("--contact-sheet", type=Path, help="also write a PNG grid of every Nth frame")
+    p.add_argument("--every", type=int, default=10, help="contact sheet: every Nth frame (default 10)")
+    p.add_argument("--size", type=int, help="frame size in pixels (default TELLER_FRAME_SIZE or 512)")
+    p.add_argument("--seed", type=int, help="procedural motion seed (default TELLER_SEED or 0)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_animate)
+
+    b = sub.add_parser("bench", help="benchmarks that print numbers")
+    b.add_argument("what", choices=["render"], help="render: render-only frames per second")
+    b.add_argument("--size", type=int, default=512, help="frame size in pixels (default 512)")
+    b.add_argument("--frames", type=int, default=300, help="timed frames (default 300, after 20 warm-up)")
+    b.add_argument("--threads", type=int, default=1, help="OpenCV threads (default 1: one core)")
+    b.add_argument("--grid", type=int, help="warp grid cells per side (default TELLER_RENDER_GRID or 64)")
+    b.add_argument("--image", type=Path, help="portrait photo (default: the bundled portrait)")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except TellerError as exc:
+        print(f"teller-agent: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
