@@ -326,14 +326,20 @@ def _prepare_audio(audio: tuple[np.ndarray, int]) -> tuple[np.ndarray, int]:
 # -- reading ------------------------------------------------------------------
 
 
-def _open_video(path: str | PathLike[str]) -> tuple[Any, Any]:
+def _open_media(path: str | PathLike[str]) -> Any:
+    """Open a media file with PyAV; FileNotFoundError / ValueError name the file."""
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"Video file not found: {p}")
+        raise FileNotFoundError(f"Media file not found: {p}")
     try:
-        container = av.open(str(p))
+        return av.open(str(p))
     except av.FFmpegError as e:
-        raise ValueError(f"Cannot open {p} as a video ({e}); the file is corrupt or not a video") from e
+        raise ValueError(f"Cannot open {p} as media ({e}); the file is corrupt or not audio/video") from e
+
+
+def _open_video(path: str | PathLike[str]) -> tuple[Any, Any]:
+    p = Path(path)
+    container = _open_media(p)
     if not container.streams.video:
         container.close()
         raise ValueError(f"{p} has no video stream")
@@ -431,13 +437,7 @@ def probe(path: str | PathLike[str]) -> dict[str, Any]:
         FileNotFoundError: ``path`` does not exist.
         ValueError: the file cannot be opened as media.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"Media file not found: {p}")
-    try:
-        container = av.open(str(p))
-    except av.FFmpegError as e:
-        raise ValueError(f"Cannot open {p} as media ({e})") from e
+    container = _open_media(path)
     info: dict[str, Any] = dict.fromkeys(
         (
             "duration",
