@@ -1,0 +1,41 @@
+"""Evaluation: lip-sync and motion-quality metrics on face68 landmark trajectories."""
+
+from .metrics import (
+    LIPS,
+    STABLE_POINTS,
+    best_lag,
+    blink_rate,
+    count_blinks,
+    eye_aspect_ratio,
+    eye_centres,
+    inter_ocular_distance,
+    jitter,
+    lagged_pearson,
+    lip_vertex_error,
+    mouth_opening,
+    normalize_pose,
+    pearson,
+    shift,
+    summarize,
+    velocity,
+)
+
+__all__ = [
+    "LIPS",
+    "STABLE_POINTS",
+    "best_lag",
+    "blink_rate",
+    "count_blinks",
+    "eye_aspect_ratio",
+    "eye_centres",
+    "inter_ocular_distance",
+    "jitter",
+    "lagged_pearson",
+    "lip_vertex_error",
+    "mouth_opening",
+    "normalize_pose",
+    "pearson",
+    "shift",
+    "summarize",
+    "velocity",
+]
