@@ -7,6 +7,7 @@ motion latent (implicit keypoints) -> rendered frames.
 from .config import FPS, TellerSettings
 from .errors import (
     AudioLoadError,
+    CheckpointError,
     FaceTooSmallError,
     ImageLoadError,
     ImageTooLargeError,
@@ -28,6 +29,7 @@ __all__ = [
     "NoFaceError",
     "FaceTooSmallError",
     "AudioLoadError",
+    "CheckpointError",
     "MotionFileError",
     "__version__",
 ]

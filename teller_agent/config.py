@@ -76,3 +76,15 @@ class TellerSettings(BaseSettings):
         default=1, ge=0, description="OpenCV threads for rendering (0: OpenCV's default)."
     )
     seed: int = Field(default=0, description="Seed for procedural motion and sampling.")
+    model_dir: Path | None = Field(
+        default=None,
+        description="FMLG checkpoint folder (config.json, tokenizer.safetensors, generator.safetensors). "
+        "Unset: the checkpoint shipped in models/fmlg-face68.",
+    )
+    top_k: int = Field(default=15, ge=1, description="Motion-token sampling: top-k (Teller uses 15).")
+    temperature_mouth: float = Field(
+        default=0.5, gt=0, description="Sampling temperature of lip and jaw tokens (lower: steadier lips)."
+    )
+    temperature_head: float = Field(
+        default=1.0, gt=0, description="Sampling temperature of head pose, blink and brow tokens."
+    )

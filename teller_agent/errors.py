@@ -44,3 +44,10 @@ class AudioLoadError(TellerError):
 
 class MotionFileError(TellerError):
     """A motion ``.npz`` file is missing, corrupt or of another motion space."""
+
+
+# --- models ----------------------------------------------------------------
+
+
+class CheckpointError(TellerError):
+    """A model checkpoint is missing, corrupt, incomplete or of another version."""

@@ -183,7 +183,7 @@ class MotionLatent:
         """(T, 3K + 7) float32 view for models; see the class docstring for the layout."""
         n = self.num_frames
         return np.concatenate(
-            [self.exp.reshape(n, -1), self.pitch[:, None], self.yaw[:, None], self.roll[:, None],
+            [self.exp.reshape(n, 3 * self.num_keypoints), self.pitch[:, None], self.yaw[:, None], self.roll[:, None],
              self.t, self.scale[:, None]],
             axis=1,
         ).astype(np.float32)

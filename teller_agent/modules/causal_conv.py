@@ -1,0 +1,69 @@
+"""Small causal building blocks shared by the audio encoder and the motion tokenizer."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class CausalConvBlock(nn.Module):
+    """Residual block: LayerNorm -> causal dilated Conv1d -> GELU -> Linear, on (B, T, C).
+
+    Output frame ``t`` depends on input frames ``t - (kernel - 1) * dilation ... t`` only.
+    """
+
+    def __init__(self, channels: int, kernel: int = 3, dilation: int = 1):
+        super().__init__()
+        self.pad = (kernel - 1) * dilation
+        self.norm = nn.LayerNorm(channels)
+        self.conv = nn.Conv1d(channels, channels, kernel, dilation=dilation)
+        self.proj = nn.Linear(channels, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.norm(x).transpose(1, 2)
+        y = self.conv(F.pad(y, (self.pad, 0))).transpose(1, 2)
+        return x + self.proj(F.gelu(y))
+
+    def step(self, x: torch.Tensor, state: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frames ``x`` (B, n, C) following the frames summarised by ``state`` (B, C, pad), None at
+        the start. Returns the outputs and the new state; equals :meth:`forward` on the whole sequence."""
+        y = self.norm(x).transpose(1, 2)
+        if state is None:
+            state = y.new_zeros(y.shape[0], y.shape[1], self.pad)
+        y = torch.cat([state, y], 2)
+        out = self.conv(y).transpose(1, 2)
+        return x + self.proj(F.gelu(out)), y[:, :, y.shape[2] - self.pad :]
+
+
+class CausalConvStack(nn.Module):
+    """Linear in -> residual causal conv blocks -> Linear out, on (B, T, C).
+
+    Attributes:
+        receptive_field: frames of the past (the current one included) an output sees.
+    """
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, dilations: tuple[int, ...], kernel: int = 3):
+        super().__init__()
+        self.inp = nn.Linear(in_dim, hidden)
+        self.blocks = nn.ModuleList(CausalConvBlock(hidden, kernel, d) for d in dilations)
+        self.norm = nn.LayerNorm(hidden)
+        self.out = nn.Linear(hidden, out_dim)
+        self.receptive_field = 1 + sum((kernel - 1) * d for d in dilations)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.inp(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.out(self.norm(x))
+
+    def step(self, x: torch.Tensor, state: list | None) -> tuple[torch.Tensor, list]:
+        """Incremental :meth:`forward`: frames ``x`` (B, n, C) after those summarised by ``state``
+        (None at the start). Returns (B, n, out) and the new state."""
+        state = state or [None] * len(self.blocks)
+        x = self.inp(x)
+        new_state = []
+        for block, s in zip(self.blocks, state):
+            x, s = block.step(x, s)
+            new_state.append(s)
+        return self.out(self.norm(x)), new_state
