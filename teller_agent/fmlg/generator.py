@@ -1,0 +1,226 @@
+"""Streaming speech -> motion: :class:`MotionGenerator`.
+
+Audio of any sample rate arrives in chunks of any size; each 25 fps motion
+frame is produced as soon as its audio and the encoder's look-ahead (40 ms plus
+the 15 ms tail of the last mel window) have arrived. Per frame:
+
+1. the causal audio encoder embeds the frame's 4 log-mel frames (incremental conv state),
+2. the transformer takes ``audio embedding + previous frame's token embeddings``
+   as one new position, attending over its sliding-window KV cache (transformers'
+   ``DynamicCache``; bounded memory for endless streams),
+3. the depth head samples the frame's motion tokens coarse to fine with top-k
+   sampling (Teller uses k = 15) at one temperature for lips and another for
+   head pose, blinks and brows,
+4. the RVQ decoders turn the tokens into a motion latent frame (incremental conv state).
+
+Random draws are seeded per frame from ``(seed, frame index)``, and every
+stage runs one frame at a time, so feeding a clip in 10 ms chunks or in one
+call gives the same motion.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+from transformers.cache_utils import DynamicCache
+
+from ..audio.encoder import SAMPLES_PER_FRAME
+from ..audio.features import MELS_PER_FRAME, N_MELS, SAMPLE_RATE, LogMelStream
+from ..motion.latent import MotionLatent
+from .checkpoint import FMLGCheckpoint, load_checkpoint
+from .tokenizer import features_to_motion
+
+
+class _Resampler:
+    """Stateful conversion of float mono chunks at ``rate`` Hz to 16 kHz (FFmpeg's swresample via PyAV)."""
+
+    def __init__(self, rate: int):
+        self.rate = rate
+        self._swr = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE) if rate != SAMPLE_RATE else None
+
+    def push(self, pcm: np.ndarray) -> np.ndarray:
+        if self._swr is None or len(pcm) == 0:
+            return pcm
+        frame = av.AudioFrame.from_ndarray(pcm[None, :], format="flt", layout="mono")
+        frame.sample_rate = self.rate
+        return self._collect(self._swr.resample(frame))
+
+    def flush(self) -> np.ndarray:
+        return self._collect(self._swr.resample(None)) if self._swr is not None else np.zeros(0, np.float32)
+
+    @staticmethod
+    def _collect(frames) -> np.ndarray:
+        parts = [f.to_ndarray().reshape(-1) for f in frames]
+        return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
+
+
+def _as_pcm(pcm: np.ndarray) -> np.ndarray:
+    """Any (N,) or (N, C) int16/float array -> (N,) float32 mono in [-1, 1]."""
+    a = np.asarray(pcm)
+    if a.dtype == np.int16:
+        a = a.astype(np.float32) / 32768.0
+    a = a.astype(np.float32)
+    if a.ndim == 2:
+        a = a.mean(axis=1)
+    if a.ndim != 1:
+        raise ValueError(f"audio must be (N,) or (N, channels), got shape {np.shape(pcm)}")
+    return a
+
+
+class MotionGenerator:
+    """Incremental audio -> ``face68`` motion at 25 fps.
+
+    Args:
+        checkpoint: an :class:`FMLGCheckpoint`, a checkpoint folder, or None for the shipped one.
+        seed: seeds the sampling; the same seed and audio give the same motion.
+        top_k: sample among the k most likely tokens (Teller, sec. 4.1: 15).
+        temperature_mouth: sampling temperature of the lip/jaw tokens (lower = steadier lips).
+        temperature_head: sampling temperature of head pose, blink and brow tokens.
+
+    Raises:
+        CheckpointError: the checkpoint is missing or corrupt.
+    """
+
+    def __init__(
+        self,
+        checkpoint: FMLGCheckpoint | str | Path | None = None,
+        seed: int = 0,
+        top_k: int = 15,
+        temperature_mouth: float = 0.5,
+        temperature_head: float = 1.0,
+    ):
+        ck = checkpoint if isinstance(checkpoint, FMLGCheckpoint) else load_checkpoint(checkpoint)
+        self.tokenizer = ck.tokenizer
+        self.model = ck.generator
+        self.seed, self.top_k = seed, top_k
+        cfg = self.model.cfg
+        self.lookahead = cfg.lookahead
+        self._temps = [temperature_mouth] * cfg.mouth_tokens + [temperature_head] * (
+            cfg.tokens_per_frame - cfg.mouth_tokens
+        )
+        self.reset()
+
+    # -- public API -------------------------------------------------------------
+
+    @property
+    def frame_index(self) -> int:
+        """Frames produced since the last :meth:`reset`."""
+        return self._frame
+
+    @property
+    def latency_s(self) -> float:
+        """Audio a frame waits for beyond its own 40 ms: the look-ahead plus the last mel window's tail."""
+        return (self.lookahead * SAMPLES_PER_FRAME + 400 - 160) / SAMPLE_RATE
+
+    def reset(self) -> None:
+        """Forget all audio and motion context: empty the KV cache and every buffer (call on interruption).
+        The next frames are exactly those of a fresh generator."""
+        self._cache = DynamicCache(config=self.model.backbone.config)
+        self._prev: torch.Tensor | None = None
+        self._frame = 0
+        self._dec_state: dict[str, list | None] = {"mouth": None, "head": None}
+        self._new_segment()
+
+    def push_audio(self, pcm: np.ndarray, sample_rate: int) -> MotionLatent:
+        """Feed a chunk of audio; returns the motion frames it completed (possibly none).
+
+        Args:
+            pcm: (N,) or (N, channels) float in [-1, 1] or int16 samples.
+            sample_rate: Hz; anything other than 16 kHz is resampled (stateful, chunk-invariant).
+
+        Returns:
+            :class:`MotionLatent` of 0 or more frames, continuing the previous ones.
+        """
+        if sample_rate <= 0:
+            raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+        pcm = _as_pcm(pcm)
+        if self._resampler is None or self._resampler.rate != sample_rate:
+            tail = self._resampler.flush() if self._resampler is not None else np.zeros(0, np.float32)
+            self._resampler = _Resampler(sample_rate)
+            pcm16 = np.concatenate([tail, self._resampler.push(pcm)])
+        else:
+            pcm16 = self._resampler.push(pcm)
+        self._samples += len(pcm16)
+        return self._advance(self._mel.push(pcm16))
+
+    def flush(self) -> MotionLatent:
+        """End of a speech segment: produce the frames of all audio pushed so far (the missing
+        look-ahead is taken as silence), ``round(samples / 640)`` frames in the segment in all.
+        Motion context (KV cache) is kept; the next audio starts a new segment."""
+        pcm16 = self._resampler.flush() if self._resampler is not None else np.zeros(0, np.float32)
+        self._samples += len(pcm16)
+        target = self._segment_start + int(self._samples / SAMPLES_PER_FRAME + 0.5)
+        parts = [self._advance(self._mel.push(pcm16))]
+        if self._frame < target:
+            need = (target - self._frame + self.lookahead + 1) * SAMPLES_PER_FRAME + 400
+            parts.append(self._advance(self._mel.push(np.zeros(need, np.float32)), limit=target))
+        self._new_segment()
+        return MotionLatent.concatenate(parts)
+
+    def generate(self, pcm: np.ndarray, sample_rate: int) -> MotionLatent:
+        """Motion for a whole clip: :meth:`reset`, :meth:`push_audio`, :meth:`flush`."""
+        self.reset()
+        return MotionLatent.concatenate([self.push_audio(pcm, sample_rate), self.flush()])
+
+    # -- internals -------------------------------------------------------------
+
+    def _new_segment(self) -> None:
+        self._resampler: _Resampler | None = None
+        self._mel = LogMelStream()
+        self._mel_pending = np.zeros((0, N_MELS), np.float32)
+        self._audio_state: list | None = None
+        self._audio_outputs = 0
+        self._samples = 0
+        self._segment_start = self._frame
+
+    @torch.inference_mode()
+    def _advance(self, mel: np.ndarray, limit: int | None = None) -> MotionLatent:
+        pending = np.concatenate([self._mel_pending, mel]) if len(mel) else self._mel_pending
+        frames = []
+        while len(pending) >= MELS_PER_FRAME and (limit is None or self._frame < limit):
+            chunk = torch.from_numpy(pending[None, :MELS_PER_FRAME])
+            pending = pending[MELS_PER_FRAME:]
+            emb, self._audio_state = self.model.audio.step(chunk, self._audio_state)
+            self._audio_outputs += 1
+            if self._audio_outputs <= self.lookahead:
+                continue  # the first outputs only fill the look-ahead
+            frames.append(self._decode(self._sample_tokens(emb[0, -1])))
+        self._mel_pending = pending
+        if not frames:
+            return MotionLatent.neutral(0, 68)
+        return features_to_motion(torch.cat(frames).numpy())
+
+    def _sample_tokens(self, audio_emb: torch.Tensor) -> torch.Tensor:
+        model = self.model
+        x = model.frame_inputs(audio_emb[None, None], None if self._prev is None else self._prev[None, None])
+        h = model.backbone(inputs_embeds=x, past_key_values=self._cache, use_cache=True).last_hidden_state[0, -1]
+        depth, v, n = model.depth, model.cfg.codebook_size, model.cfg.tokens_per_frame
+        # Gumbel-max over the top-k logits = sampling from their softmax; one seeded draw per frame.
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self._frame)
+        gumbel = -torch.log(-torch.log(torch.rand(n, self.top_k, generator=gen).clamp_(1e-10, 1.0)))
+        prefix = torch.zeros_like(h)
+        tokens = []
+        for k in range(n):
+            top, idx = depth.level_logits(h + prefix, k).topk(self.top_k)
+            choice = idx[int((top / self._temps[k] + gumbel[k]).argmax())]
+            tokens.append(choice)
+            prefix = prefix + depth.embed.weight[choice + k * v]
+        self._prev = torch.stack(tokens)
+        self._frame += 1
+        return self._prev
+
+    def _decode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(K,) tokens of one frame -> (1, FEATURE_DIM) features."""
+        tok = self.tokenizer
+        n = tok.cfg.levels
+        out = []
+        for name, codec, codes in (("mouth", tok.mouth, tokens[:n]), ("head", tok.head, tokens[n:])):
+            # Sum of the chosen code of every RVQ level (ResidualVQ.get_output_from_indices without
+            # its per-call einx overhead; the RVQ here has no output projection).
+            q = codec.rvq.codebooks[torch.arange(n), codes].sum(0)[None, None]
+            y, self._dec_state[name] = codec.decoder.step(q, self._dec_state[name])
+            out.append(y[0])
+        return torch.cat(out, -1) * tok.std + tok.mean

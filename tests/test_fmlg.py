@@ -1,0 +1,129 @@
+"""FMLG plumbing on a tiny randomly initialised checkpoint: streaming, resets, resampling, errors.
+
+Behaviour that needs trained weights (silence closes the mouth, speech opens it,
+tokenizer error) is tested on the shipped checkpoint in test_fmlg_trained.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from teller_agent.errors import CheckpointError
+from teller_agent.fmlg import MotionGenerator, load_checkpoint, save_checkpoint
+from teller_agent.fmlg.model import GeneratorConfig, MotionTokenGenerator
+from teller_agent.fmlg.tokenizer import FEATURE_DIM, MotionTokenizer, TokenizerConfig
+from teller_agent.motion import MotionLatent
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    tokenizer = MotionTokenizer(TokenizerConfig(latent_dim=16, hidden=32, levels=2, codebook_size=32))
+    tokenizer(torch.randn(2, 40, FEATURE_DIM))  # k-means initialisation of the codebooks
+    generator = MotionTokenGenerator(GeneratorConfig(d_model=32, layers=2, heads=2, kv_heads=1, ffn=64, window=16,
+                                                     tokens_per_frame=4, mouth_tokens=2, codebook_size=32,
+                                                     audio_hidden=32))
+    folder = tmp_path_factory.mktemp("ck")
+    save_checkpoint(folder, tokenizer.eval(), generator.eval(), {"note": "random, for tests"})
+    return folder
+
+
+def _speech(seconds: float, sr: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    return (0.2 * np.sin(2 * np.pi * 150 * t) * (np.sin(2 * np.pi * 3 * t) > 0) + 0.01 * rng.normal(size=len(t))
+            ).astype(np.float32)
+
+
+def _stream(gen: MotionGenerator, pcm: np.ndarray, sr: int, chunk_ms: float) -> MotionLatent:
+    n = max(1, int(sr * chunk_ms / 1000))
+    parts = [gen.push_audio(pcm[i : i + n], sr) for i in range(0, len(pcm), n)]
+    return MotionLatent.concatenate(parts + [gen.flush()])
+
+
+def test_checkpoint_round_trip_is_small_and_loads(tiny_checkpoint):
+    ck = load_checkpoint(tiny_checkpoint)
+    assert ck.generator is not None and ck.info["note"] == "random, for tests"
+    assert all(p.stat().st_size < 25 * 2**20 for p in tiny_checkpoint.glob("*.safetensors"))
+
+
+@pytest.mark.parametrize("chunk_ms", [10, 20, 160, 1000])
+def test_chunked_equals_one_shot(tiny_checkpoint, chunk_ms):
+    pcm = _speech(1.5, 16000)
+    gen = MotionGenerator(tiny_checkpoint, seed=7)
+    whole = gen.generate(pcm, 16000)
+    gen.reset()
+    chunked = _stream(gen, pcm, 16000, chunk_ms)
+    assert len(whole) == len(chunked) == round(1.5 * 25)
+    np.testing.assert_array_equal(chunked.flat(), whole.flat())
+
+
+def test_frames_arrive_with_bounded_lookahead(tiny_checkpoint):
+    gen = MotionGenerator(tiny_checkpoint)
+    pcm = _speech(1.0, 16000)
+    produced = 0
+    for i in range(0, len(pcm), 320):  # 20 ms chunks
+        produced += len(gen.push_audio(pcm[i : i + 320], 16000))
+        heard = (i + 320) / 16000
+        # every frame whose audio plus look-ahead has arrived is out (<= 80 ms look-ahead)
+        assert produced >= int((heard - 0.08) * 25) - 1
+        assert produced <= int(heard * 25)
+    assert gen.latency_s <= 0.08
+
+
+def test_reset_gives_the_same_output_as_a_fresh_generator(tiny_checkpoint):
+    pcm = _speech(1.0, 16000, seed=1)
+    gen = MotionGenerator(tiny_checkpoint, seed=3)
+    first = gen.generate(pcm, 16000)
+    gen.push_audio(_speech(0.7, 16000, seed=2), 16000)  # interrupted turn
+    gen.reset()
+    again = MotionLatent.concatenate([gen.push_audio(pcm, 16000), gen.flush()])
+    fresh = MotionGenerator(tiny_checkpoint, seed=3).generate(pcm, 16000)
+    np.testing.assert_array_equal(again.flat(), first.flat())
+    np.testing.assert_array_equal(fresh.flat(), first.flat())
+
+
+@pytest.mark.parametrize("sr", [8000, 22050, 24000, 44100, 48000])
+def test_other_sample_rates_are_resampled(tiny_checkpoint, sr):
+    gen = MotionGenerator(tiny_checkpoint)
+    motion = _stream(gen, _speech(1.2, sr), sr, 20)
+    assert len(motion) == 30
+    int16 = MotionGenerator(tiny_checkpoint).generate((_speech(1.2, sr) * 32767).astype(np.int16), sr)
+    assert len(int16) == 30
+
+
+def test_empty_and_tiny_inputs(tiny_checkpoint):
+    gen = MotionGenerator(tiny_checkpoint)
+    assert len(gen.push_audio(np.zeros(0, np.float32), 16000)) == 0
+    assert len(gen.push_audio(np.zeros(160, np.float32), 16000)) == 0  # 10 ms: not a whole frame yet
+    assert len(gen.flush()) == 0  # 10 ms rounds to zero frames
+    assert len(MotionGenerator(tiny_checkpoint).generate(np.zeros(480, np.float32), 16000)) == 1  # 30 ms -> 1 frame
+    with pytest.raises(ValueError):
+        gen.push_audio(np.zeros(10, np.float32), 0)
+
+
+def test_long_stream_keeps_the_kv_cache_bounded(tiny_checkpoint):
+    gen = MotionGenerator(tiny_checkpoint)
+    gen.push_audio(_speech(3.0, 16000), 16000)  # 75 frames > window 16
+    layer = gen._cache.layers[0]
+    assert layer.keys.shape[-2] <= 16
+
+
+def test_missing_and_corrupt_checkpoints(tmp_path, tiny_checkpoint):
+    with pytest.raises(CheckpointError, match="config.json missing"):
+        load_checkpoint(tmp_path / "nowhere")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in tiny_checkpoint.iterdir():
+        (broken / f.name).write_bytes(f.read_bytes())
+    (broken / "generator.safetensors").write_bytes(b"\x00" * 100)
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_checkpoint(broken)
+    (broken / "generator.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="missing"):
+        load_checkpoint(broken)
+    (broken / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        MotionGenerator(broken)
