@@ -1,8 +1,12 @@
 """The ``teller-agent`` command line.
 
 Subcommands:
-    animate       portrait + procedural or file motion (+ audio) -> mp4
-    bench render  render-only frames per second and peak memory
+    render            portrait + speech -> lip-synced mp4 (the FMLG generator)
+    animate           portrait + procedural or file motion (+ audio) -> mp4
+    dataset build     real clips + synthetic speech -> a versioned training dataset
+    train tokenizer   fit the RVQ motion tokenizer
+    train generator   fit the autoregressive motion-token generator
+    bench render      render-only frames per second and peak memory
 """
 
 from __future__ import annotations
@@ -38,6 +42,57 @@ def _cmd_animate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings(args: argparse.Namespace) -> TellerSettings:
+    names = {"size": "frame_size", "seed": "seed", "model": "model_dir"}
+    return TellerSettings(**{f: getattr(args, a) for a, f in names.items() if getattr(args, a, None) is not None})
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    from .render_speech import render_speech
+
+    result = render_speech(args.output, audio=args.audio, image=args.image, settings=_settings(args),
+                           contact_sheet_path=args.contact_sheet, every=args.every, motion_out=args.save_motion,
+                           progress=not args.quiet)
+    print(f"wrote {result.video} ({result.frames} frames, {result.seconds:.2f} s at {FPS} fps; "
+          f"real-time factor {result.rtf:.2f})")
+    if result.contact_sheet:
+        print(f"wrote {result.contact_sheet}")
+    return 0
+
+
+def _cmd_dataset(args: argparse.Namespace) -> int:
+    from .data.build import build_dataset
+
+    manifest = build_dataset(args.out, real=args.real, synthetic=args.synthetic, heldout=args.heldout,
+                             seed=args.seed, progress=not args.quiet)
+    kinds = {}
+    for c in manifest["clips"]:
+        key = (c["kind"], c["split"])
+        kinds[key] = kinds.get(key, 0.0) + c["seconds"]
+    for (kind, split), secs in sorted(kinds.items()):
+        print(f"{kind:9s} {split:8s} {secs / 60:6.1f} min")
+    print(f"wrote {args.out}/manifest.json ({len(manifest['clips'])} clips)")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    if args.what == "tokenizer":
+        from .train.tokenizer import train_tokenizer
+
+        metrics = train_tokenizer(args.dataset, args.out, steps=args.steps, seed=args.seed, progress=not args.quiet)
+        for row in metrics["tokenizer_reconstruction"]:
+            print(f"levels {row['levels']}: mouth {row['mouth_fw']:.4f} face widths = {row['mouth_px']:.2f} px "
+                  f"@512, head {row['head_fw']:.4f} fw = {row['head_px']:.2f} px, pose {row['pose_deg']:.2f} deg")
+    else:
+        from .train.generator import train_generator
+
+        metrics = train_generator(args.dataset, args.out, steps=args.steps, seed=args.seed, progress=not args.quiet)
+        print(f"held-out mouth-opening r = {metrics['heldout_mouth_r']:.3f} "
+              f"(loudness baseline {metrics['heldout_loudness_r']:.3f})")
+    print(f"wrote {args.out}")
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench import bench_render
 
@@ -70,6 +125,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="procedural motion seed (default TELLER_SEED or 0)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_animate)
+
+    r = sub.add_parser("render", help="lip-synced talking video from a portrait and speech")
+    r.add_argument("--audio", type=Path, required=True, help="speech (WAV/MP3/M4A/OGG/...)")
+    r.add_argument("--image", type=Path, help="portrait photo (default: TELLER_AVATAR_IMAGE or the bundled portrait)")
+    r.add_argument("-o", "--output", type=Path, default=Path("talking.mp4"), help="output mp4 (default talking.mp4)")
+    r.add_argument("--contact-sheet", type=Path, help="also write a PNG grid of every Nth frame")
+    r.add_argument("--every", type=int, default=10, help="contact sheet: every Nth frame (default 10)")
+    r.add_argument("--save-motion", type=Path, help="also save the generated motion latent (.npz)")
+    r.add_argument("--model", type=Path, help="FMLG checkpoint folder (default TELLER_MODEL_DIR or models/fmlg-face68)")
+    r.add_argument("--size", type=int, help="frame size in pixels (default TELLER_FRAME_SIZE or 512)")
+    r.add_argument("--seed", type=int, help="sampling seed (default TELLER_SEED or 0)")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=_cmd_render)
+
+    d = sub.add_parser("dataset", help="build training data")
+    d.add_argument("what", choices=["build"])
+    d.add_argument("--real", type=Path, help="folder of real talking clips (e.g. ../shared/data/talking)")
+    d.add_argument("--synthetic", type=int, default=0, help="number of synthetic espeak-ng clips")
+    d.add_argument("--heldout", nargs="*", help="stems of real clips held out for evaluation (default: a fixed set)")
+    d.add_argument("--out", type=Path, required=True, help="dataset folder to write")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("-q", "--quiet", action="store_true")
+    d.set_defaults(func=_cmd_dataset)
+
+    t = sub.add_parser("train", help="train the motion tokenizer or the generator")
+    t.add_argument("what", choices=["tokenizer", "generator"])
+    t.add_argument("--dataset", type=Path, required=True, help="dataset folder from `dataset build`")
+    t.add_argument("--out", type=Path, required=True, help="checkpoint folder (the generator needs its tokenizer there)")
+    t.add_argument("--steps", type=int, default=3000)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("-q", "--quiet", action="store_true")
+    t.set_defaults(func=_cmd_train)
 
     b = sub.add_parser("bench", help="benchmarks that print numbers")
     b.add_argument("what", choices=["render"], help="render: render-only frames per second")

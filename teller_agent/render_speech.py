@@ -1,0 +1,62 @@
+"""The main job: a portrait and speech audio -> a lip-synced talking video.
+
+Speech -> :class:`~teller_agent.fmlg.MotionGenerator` (FMLG motion tokens ->
+motion latent) -> :class:`~teller_agent.render.WarpRenderer` -> H.264 + AAC mp4.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .animate import animate
+from .audio.features import SAMPLE_RATE
+from .config import TellerSettings
+from .fmlg.generator import MotionGenerator
+from .media import load_audio
+
+
+@dataclass
+class RenderResult:
+    """What :func:`render_speech` wrote, with its real-time factor (wall seconds / video seconds)."""
+
+    video: Path
+    frames: int
+    seconds: float
+    contact_sheet: Path | None
+    rtf: float
+
+
+def render_speech(
+    output: str | Path,
+    audio: str | Path,
+    image: str | Path | np.ndarray | None = None,
+    settings: TellerSettings | None = None,
+    contact_sheet_path: str | Path | None = None,
+    every: int = 10,
+    motion_out: str | Path | None = None,
+    progress: bool = True,
+) -> RenderResult:
+    """Render ``image`` speaking ``audio`` to ``output``; the video lasts as long as the audio (to a frame).
+
+    Raises:
+        AudioLoadError, ImageLoadError, NoFaceError, CheckpointError, ... (each names the fix).
+    """
+    start = time.perf_counter()
+    settings = settings or TellerSettings()
+    torch.set_num_threads(1)
+    pcm, _ = load_audio(audio, sample_rate=SAMPLE_RATE)
+    generator = MotionGenerator(settings.model_dir, seed=settings.seed, top_k=settings.top_k,
+                                temperature_mouth=settings.temperature_mouth, temperature_head=settings.temperature_head)
+    motion = generator.generate(pcm, SAMPLE_RATE)
+    if motion_out is not None:
+        motion.save(motion_out)
+    result = animate(output, image=image, motion=motion, audio=audio, contact_sheet_path=contact_sheet_path,
+                     every=every, settings=settings, progress=progress)
+    elapsed = time.perf_counter() - start
+    return RenderResult(result.video, result.frames, result.seconds, result.contact_sheet,
+                        elapsed / max(result.seconds, 1e-9))

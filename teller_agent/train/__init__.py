@@ -1,0 +1,1 @@
+"""Training: dataset folders, the motion tokenizer and the motion-token generator."""
