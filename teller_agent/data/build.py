@@ -69,6 +69,7 @@ def build_dataset(
     heldout: list[str] | None = None,
     seed: int = 0,
     progress: bool = True,
+    command: str | None = None,
 ) -> dict:
     """Build a dataset folder and return its manifest (also written to ``out/manifest.json``).
 
@@ -127,7 +128,7 @@ def build_dataset(
                             "license": "generated (eSpeak NG, GPL-3.0 program output)"})
     manifest = {"version": DATASET_VERSION, "name": out.name, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "fps": FPS, "sample_rate": 16000, "clips": entries, "skipped": skipped,
-                "heldout": sorted(held)}
+                "heldout": sorted(held), "command": command}
     fd, tmp = tempfile.mkstemp(dir=out, prefix=".manifest.", suffix=".partial")
     with os.fdopen(fd, "w") as f:
         json.dump(manifest, f, indent=1)

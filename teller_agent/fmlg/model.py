@@ -33,7 +33,7 @@ class GeneratorConfig:
     """Hyper-parameters of :class:`MotionTokenGenerator` (saved next to its weights)."""
 
     d_model: int = 256
-    layers: int = 4
+    layers: int = 3
     heads: int = 4
     kv_heads: int = 2
     ffn: int = 768
@@ -44,6 +44,10 @@ class GeneratorConfig:
     audio_hidden: int = 256
     lookahead: int = 1  # video frames of future audio (40 ms)
     dropout: float = 0.1
+    # Training only: chance that a previous-frame token is replaced by a mask embedding, so the
+    # lips must be predicted from the audio rather than copied from the last frame.
+    prev_mask_mouth: float = 0.6
+    prev_mask_head: float = 0.15
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -100,6 +104,7 @@ class MotionTokenGenerator(nn.Module):
         self.audio = CausalAudioEncoder(cfg.d_model, cfg.audio_hidden, cfg.lookahead)
         self.token_embed = nn.Embedding(cfg.tokens_per_frame * cfg.codebook_size, cfg.d_model)
         self.bos = nn.Parameter(torch.zeros(cfg.d_model))
+        self.prev_mask = nn.Parameter(torch.zeros(cfg.tokens_per_frame, cfg.d_model))
         self.backbone = Qwen2Model(cfg.backbone_config())
         self.depth = DepthHead(cfg)
         self.register_buffer("offsets", torch.arange(cfg.tokens_per_frame) * cfg.codebook_size, persistent=False)
@@ -125,7 +130,14 @@ class MotionTokenGenerator(nn.Module):
         """
         t = tokens.shape[1] - 1
         audio_emb = self.audio(mel)[:, -t:]
-        prev = self.token_embed(tokens[:, :-1] + self.offsets).sum(2)
+        prev = self.token_embed(tokens[:, :-1] + self.offsets)  # (B, T, K, D)
+        if self.training:
+            cfg = self.cfg
+            p = torch.full((cfg.tokens_per_frame,), cfg.prev_mask_head, device=mel.device)
+            p[: cfg.mouth_tokens] = cfg.prev_mask_mouth
+            masked = torch.rand(prev.shape[:3], device=mel.device) < p
+            prev = torch.where(masked[..., None], self.prev_mask, prev)
+        prev = prev.sum(2)
         bos_rows = first_is_bos[:, None, None] & (torch.arange(t, device=mel.device) == 0)[None, :, None]
         x = audio_emb + torch.where(bos_rows, self.bos.expand_as(prev), prev)
         h = self.backbone(inputs_embeds=x, use_cache=False).last_hidden_state

@@ -74,3 +74,17 @@ def load_clips(folder: str | Path, split: str | None = None, kinds: tuple[str, .
         clips.append(Clip(entry["id"], entry["kind"], entry["split"], motion_to_features(rec["motion"]),
                           np.asarray(rec["audio"], np.float32), rec["portrait"], rec["landmarks"]))
     return clips
+
+
+def sample_clips(lengths: list[int], kinds: list[str], batch: int, rng: np.random.Generator,
+                 real_fraction: float = 0.5) -> np.ndarray:
+    """Indices of ``batch`` clips to draw windows from: a clip's chance grows with its length,
+    and real clips get ``real_fraction`` of the draws whatever the synthetic corpus's size
+    (when both kinds are present)."""
+    lengths_a = np.maximum(np.asarray(lengths, float), 1.0)
+    real = np.array([k == "real" for k in kinds])
+    p = lengths_a.copy()
+    if real.any() and (~real).any():
+        p[real] *= real_fraction / lengths_a[real].sum()
+        p[~real] *= (1 - real_fraction) / lengths_a[~real].sum()
+    return rng.choice(len(lengths_a), size=batch, p=p / p.sum())

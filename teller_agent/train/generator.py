@@ -13,7 +13,7 @@ from tqdm import tqdm
 from ..fmlg.checkpoint import FMLGCheckpoint, load_checkpoint, save_checkpoint
 from ..fmlg.generator import MotionGenerator
 from ..fmlg.model import GeneratorConfig, MotionTokenGenerator
-from .dataset import Clip, load_clips
+from .dataset import Clip, load_clips, sample_clips
 from .evaluate import mouth_sync
 from .plots import plot_curves
 
@@ -29,8 +29,7 @@ class _TokenizedClip:
 
 def _batch(items: list[_TokenizedClip], length: int, batch: int, context: int, lookahead: int,
            rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    weights = np.array([max(it.tokens.shape[0] - 8, 1) for it in items], float)
-    picks = rng.choice(len(items), size=batch, p=weights / weights.sum())
+    picks = sample_clips([it.tokens.shape[0] for it in items], [it.clip.kind for it in items], batch, rng)
     s_len = min(length, min(items[i].tokens.shape[0] for i in picks))
     k = items[0].tokens.shape[1]
     mel = np.full((batch, 4 * (context + s_len + lookahead), 80), _SILENCE_MEL, np.float32)
@@ -54,13 +53,14 @@ def train_generator(
     dataset: str | Path,
     checkpoint: str | Path,
     steps: int = 4000,
-    batch: int = 16,
+    batch: int = 12,
     length: int = 100,
     lr: float = 1e-3,
     seed: int = 0,
     eval_every: int = 1000,
     config: GeneratorConfig | None = None,
     progress: bool = True,
+    command: str | None = None,
 ) -> dict:
     """Train the generator on the tokens of the tokenizer stored in ``checkpoint``; writes
     ``generator.safetensors``, updates ``config.json`` and draws ``generator_loss.png`` there."""
@@ -124,6 +124,7 @@ def train_generator(
         "heldout_loudness_r": last_eval.get("loudness_r"),
         "heldout_clips": {k: [round(v[0], 3), round(v[1], 3)] for k, v in last_eval.get("clips", {}).items()},
         "generator_parameters": sum(p.numel() for p in model.parameters()),
+        "generator_command": command,
     }
     out = Path(checkpoint)
     save_checkpoint(out, tokenizer, model, info=metrics)

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from ..fmlg.checkpoint import save_checkpoint
 from ..fmlg.tokenizer import FEATURE_DIM, MOUTH_DIM, HEAD_DIM, MotionTokenizer, TokenizerConfig
-from .dataset import Clip, load_clips
+from .dataset import Clip, load_clips, sample_clips
 from .plots import plot_curves
 
 #: Face width in pixels at 512x512 with the default framing (face_scale 0.42).
@@ -19,8 +19,7 @@ FACE_WIDTH_PX_512 = 0.42 * 512
 
 
 def _windows(clips: list[Clip], length: int, batch: int, rng: np.random.Generator) -> torch.Tensor:
-    weights = np.array([max(c.num_frames - length + 1, 1) for c in clips], float)
-    picks = rng.choice(len(clips), size=batch, p=weights / weights.sum())
+    picks = sample_clips([c.num_frames for c in clips], [c.kind for c in clips], batch, rng)
     out = np.zeros((batch, length, FEATURE_DIM), np.float32)
     for b, i in enumerate(picks):
         f = clips[i].features
@@ -65,6 +64,7 @@ def train_tokenizer(
     seed: int = 0,
     config: TokenizerConfig | None = None,
     progress: bool = True,
+    command: str | None = None,
 ) -> dict:
     """Train the tokenizer; writes ``tokenizer.safetensors`` + ``config.json`` into ``out`` and
     ``tokenizer_loss.png`` beside them. Returns the metrics (also stored in config.json)."""
@@ -99,7 +99,7 @@ def train_tokenizer(
         bar.set_postfix(rec=f"{rec_loss.item():.4f}")
     report = reconstruction_report(tokenizer, heldout or train[:5])
     metrics = {"tokenizer_steps": steps, "tokenizer_minutes": round((time.time() - start) / 60, 1),
-               "tokenizer_reconstruction": report, "tokenizer_eval_clips": "heldout" if heldout else "train"}
+               "tokenizer_reconstruction": report, "tokenizer_eval_clips": "heldout" if heldout else "train", "tokenizer_command": command}
     out = Path(out)
     save_checkpoint(out, tokenizer, info=metrics)
     plot_curves(out / "tokenizer_loss.png", history, "motion tokenizer: normalised reconstruction MSE")

@@ -1,0 +1,126 @@
+"""Model cards for shipped checkpoints, written from the checkpoint's own metrics (never by hand)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from .dataset import read_manifest
+
+
+def _sources(dataset: dict, shared_manifest: Path | None) -> list[tuple[str, str, float]]:
+    """(source repository, license, seconds) of the real clips, grouped by repository."""
+    repos: dict[str, tuple[str, float]] = {}
+    lookup = {}
+    if shared_manifest is not None and shared_manifest.is_file():
+        with open(shared_manifest, newline="") as f:
+            lookup = {Path(r["file"]).stem: r.get("source_repo", "") for r in csv.DictReader(f, delimiter="\t")}
+    for clip in dataset["clips"]:
+        if clip["kind"] != "real":
+            continue
+        repo = lookup.get(clip["id"], "unknown")
+        lic, secs = repos.get(repo, (clip.get("license", "unknown"), 0.0))
+        repos[repo] = (lic, secs + clip["seconds"])
+    return sorted((r, lic, s) for r, (lic, s) in repos.items())
+
+
+def write_model_card(checkpoint: str | Path, dataset: str | Path, commands: list[str] | None = None) -> Path:
+    """Write ``README.md`` (the model card) into ``checkpoint`` from its ``config.json`` and the dataset
+    manifest; ``commands`` defaults to the command lines the dataset and both trainings recorded."""
+    checkpoint, dataset = Path(checkpoint), Path(dataset)
+    config = json.loads((checkpoint / "config.json").read_text())
+    info, manifest = config.get("info", {}), read_manifest(dataset)
+    if commands is None:
+        commands = [c for c in (manifest.get("command"), info.get("tokenizer_command"), info.get("generator_command")) if c]
+    minutes = {}
+    for c in manifest["clips"]:
+        key = f"{c['kind']} / {c['split']}"
+        minutes[key] = minutes.get(key, 0.0) + c["seconds"] / 60
+    shared = Path(manifest["clips"][0]["source"]).parent.parent / "manifest.tsv" if manifest["clips"] else None
+    lines = [
+        f"# {checkpoint.name}: FMLG motion tokenizer + generator (face68 space)",
+        "",
+        "Speech -> motion tokens -> `face68` motion latent, after Teller (arXiv 2503.18429, sec. 3). "
+        "Loaded by default by `teller_agent.fmlg.MotionGenerator` and `teller-agent render`.",
+        "",
+        "## Files",
+        "",
+        "| file | what |",
+        "|---|---|",
+    ]
+    for f in sorted(checkpoint.iterdir()):
+        if f.suffix in (".safetensors", ".json", ".png"):
+            lines.append(f"| `{f.name}` | {f.stat().st_size / 2**20:.2f} MiB |")
+    tok, gen = config["tokenizer"], config.get("generator") or {}
+    lines += [
+        "",
+        "## Architecture",
+        "",
+        f"- Tokenizer: two streams (mouth: jaw + lips; head: pose, eyes, brows, nose), each a causal conv encoder, "
+        f"`ResidualVQ` with {tok['levels']} levels x {tok['codebook_size']} codes (dim {tok['latent_dim']}), and a causal "
+        f"conv decoder: {2 * tok['levels']} motion tokens per frame ({8 * tok['levels']} per 4 frames).",
+        f"- Generator: Qwen2 decoder ({gen.get('layers')} layers, width {gen.get('d_model')}, {gen.get('heads')} heads, "
+        f"sliding window {gen.get('window')} frames) on `audio embedding + previous tokens`, with a depth head over the "
+        f"frame's tokens; causal audio encoder on 80-bin log-mel with {gen.get('lookahead')} frame(s) (40 ms) look-ahead; "
+        f"{info.get('generator_parameters', 0) / 1e6:.2f} M parameters.",
+        "",
+        "## Data",
+        "",
+        f"Dataset `{manifest['name']}` (built {manifest['created']}):",
+        "",
+        "| kind / split | minutes |",
+        "|---|---|",
+    ] + [f"| {k} | {v:.1f} |" for k, v in sorted(minutes.items())] + [
+        "",
+        "Held-out real clips (never trained on): " + ", ".join(f"`{h}`" for h in manifest.get("heldout", [])) + ".",
+        "",
+        "Real clips come from the example folders of these public repositories. The repositories' licenses are "
+        "listed, but the footage inside them (HDTF, VoxCeleb2, LRS2, MEAD, TV and web video) is generally for "
+        "**research use only**, and so is this checkpoint:",
+        "",
+        "| source repository | license | seconds |",
+        "|---|---|---|",
+    ] + [f"| {r} | {lic} | {s:.0f} |" for r, lic, s in _sources(manifest, shared)] + [
+        "",
+        "Synthetic clips: eSpeak NG speech in several voices and languages, with phoneme-timed visemes, "
+        "augmented (tempo, pitch, noise, gain, reverb).",
+        "",
+        "## Training commands",
+        "",
+        "```bash",
+    ] + commands + [
+        "```",
+        "",
+        "## Metrics (written by the training commands)",
+        "",
+        "Tokenizer reconstruction on the held-out clips, decoding from the first k RVQ levels "
+        "(mean absolute keypoint error; pixels at 512x512 with the default framing):",
+        "",
+        "| levels | mouth (face widths) | mouth (px) | head (face widths) | head (px) | pose (deg) |",
+        "|---|---|---|---|---|---|",
+    ] + [f"| {r['levels']} | {r['mouth_fw']:.4f} | {r['mouth_px']:.2f} | {r['head_fw']:.4f} | {r['head_px']:.2f} | "
+         f"{r['pose_deg']:.2f} |" for r in info.get("tokenizer_reconstruction", [])] + [
+        "",
+        f"Held-out lip sync: Pearson r of mouth opening (inner-lip gap / inter-ocular distance), generated from "
+        f"audio alone vs. the clip's own, first 20 s of each held-out clip: **r = {info.get('heldout_mouth_r', float('nan')):.3f}**; "
+        f"the loudness baseline scores r = {info.get('heldout_loudness_r', float('nan')):.3f}.",
+        "",
+        "| clip | r (generated) | r (loudness baseline) |",
+        "|---|---|---|",
+    ] + [f"| {k} | {v[0]:.3f} | {v[1]:.3f} |" for k, v in info.get("heldout_clips", {}).items()] + [
+        "",
+        f"Training time on the CPU: tokenizer {info.get('tokenizer_minutes')} min ({info.get('tokenizer_steps')} steps), "
+        f"generator {info.get('generator_minutes')} min ({info.get('generator_steps')} steps).",
+        "",
+        "## Limits",
+        "",
+        "- Trained on under 10 minutes of real talking video plus synthetic speech: lip shapes are plausible, "
+        "not person-specific; no emotion control; expression depth (z) is not modelled (not observable from 2D landmarks).",
+        "- Head pose is learned as offsets from each training speaker's median pose; blinks and head motion are sampled.",
+        "- The `face68` space drives the CPU warp renderer; a LivePortrait renderer would need a `liveportrait21` checkpoint.",
+        "",
+    ]
+    path = checkpoint / "README.md"
+    path.write_text("\n".join(lines))
+    return path
