@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -50,7 +51,8 @@ def _settings(args: argparse.Namespace) -> TellerSettings:
 def _cmd_render(args: argparse.Namespace) -> int:
     from .render_speech import render_speech
 
-    result = render_speech(args.output, audio=args.audio, image=args.image, settings=_settings(args),
+    result = render_speech(args.output, audio=args.audio, image=args.image, say=args.say, voice=args.voice,
+                           settings=_settings(args),
                            contact_sheet_path=args.contact_sheet, every=args.every, motion_out=args.save_motion,
                            progress=not args.quiet)
     print(f"wrote {result.video} ({result.frames} frames, {result.seconds:.2f} s at {FPS} fps; "
@@ -64,7 +66,7 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
     from .data.build import build_dataset
 
     manifest = build_dataset(args.out, real=args.real, synthetic=args.synthetic, heldout=args.heldout,
-                             seed=args.seed, progress=not args.quiet)
+                             seed=args.seed, progress=not args.quiet, command=_command_line())
     kinds = {}
     for c in manifest["clips"]:
         key = (c["kind"], c["split"])
@@ -75,27 +77,47 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_line() -> str:
+    return "teller-agent " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     if args.what == "tokenizer":
         from .train.tokenizer import train_tokenizer
 
-        metrics = train_tokenizer(args.dataset, args.out, steps=args.steps, seed=args.seed, progress=not args.quiet)
+        metrics = train_tokenizer(args.dataset, args.out, steps=args.steps, seed=args.seed, progress=not args.quiet,
+                                  command=_command_line())
         for row in metrics["tokenizer_reconstruction"]:
             print(f"levels {row['levels']}: mouth {row['mouth_fw']:.4f} face widths = {row['mouth_px']:.2f} px "
                   f"@512, head {row['head_fw']:.4f} fw = {row['head_px']:.2f} px, pose {row['pose_deg']:.2f} deg")
     else:
         from .train.generator import train_generator
 
-        metrics = train_generator(args.dataset, args.out, steps=args.steps, seed=args.seed, progress=not args.quiet)
+        from .train.card import write_model_card
+
+        metrics = train_generator(args.dataset, args.out, steps=args.steps, seed=args.seed, progress=not args.quiet,
+                                  command=_command_line())
         print(f"held-out mouth-opening r = {metrics['heldout_mouth_r']:.3f} "
               f"(loudness baseline {metrics['heldout_loudness_r']:.3f})")
+        print(f"wrote {write_model_card(args.out, args.dataset)}")
     print(f"wrote {args.out}")
     return 0
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import bench_render
+    from .bench import bench_generator, bench_render
 
+    if args.what == "generator":
+        report = bench_generator(seconds=args.seconds, threads=args.threads, model_dir=args.model)
+        if args.json:
+            print(json.dumps(report))
+        else:
+            print(f"FMLG generator, {report['threads']} thread(s), {report['frames']} frames in 40 ms chunks "
+                  f"on {report['machine']}")
+            print(f"  median {report['median_ms']:.2f} ms/frame  p95 {report['p95_ms']:.2f} ms  -> "
+                  f"{report['fps']:.0f} frames/s, real-time factor {report['rtf']:.3f}   peak RSS "
+                  f"{report['peak_rss_mb']:.0f} MiB")
+        return 0
     report = bench_render(size=args.size, frames=args.frames, threads=args.threads, image=args.image, grid=args.grid)
     if args.json:
         print(json.dumps(report))
@@ -127,7 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_animate)
 
     r = sub.add_parser("render", help="lip-synced talking video from a portrait and speech")
-    r.add_argument("--audio", type=Path, required=True, help="speech (WAV/MP3/M4A/OGG/...)")
+    speech = r.add_mutually_exclusive_group(required=True)
+    speech.add_argument("--audio", type=Path, help="speech (WAV/MP3/M4A/OGG/...)")
+    speech.add_argument("--say", help="text to speak with eSpeak NG (needs `apt-get install espeak-ng`)")
+    r.add_argument("--voice", default="en-us", help="eSpeak NG voice for --say (default en-us)")
     r.add_argument("--image", type=Path, help="portrait photo (default: TELLER_AVATAR_IMAGE or the bundled portrait)")
     r.add_argument("-o", "--output", type=Path, default=Path("talking.mp4"), help="output mp4 (default talking.mp4)")
     r.add_argument("--contact-sheet", type=Path, help="also write a PNG grid of every Nth frame")
@@ -159,7 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_cmd_train)
 
     b = sub.add_parser("bench", help="benchmarks that print numbers")
-    b.add_argument("what", choices=["render"], help="render: render-only frames per second")
+    b.add_argument("what", choices=["render", "generator"],
+                   help="render: render-only frames per second; generator: FMLG ms per frame on streamed audio")
+    b.add_argument("--seconds", type=float, default=20.0, help="generator: seconds of audio (default 20)")
+    b.add_argument("--model", type=Path, help="generator: checkpoint folder (default: the shipped one)")
     b.add_argument("--size", type=int, default=512, help="frame size in pixels (default 512)")
     b.add_argument("--frames", type=int, default=300, help="timed frames (default 300, after 20 warm-up)")
     b.add_argument("--threads", type=int, default=1, help="OpenCV threads (default 1: one core)")

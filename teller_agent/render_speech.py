@@ -6,16 +6,19 @@ motion latent) -> :class:`~teller_agent.render.WarpRenderer` -> H.264 + AAC mp4.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 
 from .animate import animate
 from .audio.features import SAMPLE_RATE
 from .config import TellerSettings
+from .data.espeak import synthesize
 from .fmlg.generator import MotionGenerator
 from .media import load_audio
 
@@ -33,8 +36,10 @@ class RenderResult:
 
 def render_speech(
     output: str | Path,
-    audio: str | Path,
+    audio: str | Path | None = None,
     image: str | Path | np.ndarray | None = None,
+    say: str | None = None,
+    voice: str = "en-us",
     settings: TellerSettings | None = None,
     contact_sheet_path: str | Path | None = None,
     every: int = 10,
@@ -43,9 +48,21 @@ def render_speech(
 ) -> RenderResult:
     """Render ``image`` speaking ``audio`` to ``output``; the video lasts as long as the audio (to a frame).
 
+    Args:
+        audio: speech file; or give ``say`` instead: text spoken by eSpeak NG in ``voice``.
+
     Raises:
         AudioLoadError, ImageLoadError, NoFaceError, CheckpointError, ... (each names the fix).
     """
+    if (audio is None) == (say is None):
+        raise ValueError("give exactly one of audio (a speech file) or say (text to speak)")
+    if say is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            wav = Path(tmp) / "say.wav"
+            utterance = synthesize(say, voice=voice)
+            sf.write(wav, utterance.pcm, utterance.sample_rate)
+            return render_speech(output, wav, image, settings=settings, contact_sheet_path=contact_sheet_path,
+                                 every=every, motion_out=motion_out, progress=progress)
     start = time.perf_counter()
     settings = settings or TellerSettings()
     torch.set_num_threads(1)

@@ -95,3 +95,22 @@ def test_readme_documents_every_setting():
     text = README.read_text()
     for name in TellerSettings.model_fields:
         assert re.search(rf"`TELLER_{name.upper()}`", text), f"README lacks TELLER_{name.upper()}"
+
+
+def test_bench_generator_prints_json(env, capsys):
+    assert main(["bench", "generator", "--seconds", "1", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {"frames", "median_ms", "p95_ms", "fps", "rtf", "peak_rss_mb"} <= report.keys()
+    assert report["frames"] == 25 - 1 or report["frames"] == 25 - 2  # look-ahead holds back the last frame(s)
+
+
+def test_render_says_a_sentence(tmp_path, env):
+    pytest.importorskip("teller_agent.data.espeak")
+    from teller_agent.data.espeak import espeak_available
+
+    if not espeak_available():
+        pytest.skip("eSpeak NG is not installed (apt-get install espeak-ng)")
+    out = tmp_path / "talk.mp4"
+    assert main(["render", "--say", "Hello there.", "-o", str(out), "--size", "256", "-q"]) == 0
+    info = probe(out)
+    assert info["frame_count"] >= 10 and abs(info["video_duration"] - info["audio_duration"]) <= 1 / 25

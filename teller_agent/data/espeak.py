@@ -58,6 +58,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import TellerError
+
 __all__ = [
     "EspeakUnavailableError",
     "Utterance",
@@ -99,7 +101,7 @@ OTHER_LANGUAGES = ("de", "fr-fr", "es", "it", "ru", "cmn", "ja", "ko", "pt", "nl
 VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m7", "f1", "f2", "f3", "f4", "f5")
 
 
-class EspeakUnavailableError(RuntimeError):
+class EspeakUnavailableError(TellerError, RuntimeError):
     """libespeak-ng is not installed or could not be initialised."""
 
 
