@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from tqdm import tqdm
 from ..config import FPS
 from ..errors import TellerError
 from ..train.dataset import DATASET_VERSION
+from ..utils.atomic import atomic_path
 from .extract import extract_clip, load_record, save_record
 
 #: Real clips held out for evaluation by default (stems in ../shared/data/talking): different
@@ -129,8 +128,6 @@ def build_dataset(
     manifest = {"version": DATASET_VERSION, "name": out.name, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "fps": FPS, "sample_rate": 16000, "clips": entries, "skipped": skipped,
                 "heldout": sorted(held), "command": command}
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".manifest.", suffix=".partial")
-    with os.fdopen(fd, "w") as f:
-        json.dump(manifest, f, indent=1)
-    os.replace(tmp, out / "manifest.json")
+    with atomic_path(out / "manifest.json") as tmp:
+        tmp.write_text(json.dumps(manifest, indent=1))
     return manifest

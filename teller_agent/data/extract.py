@@ -94,7 +94,7 @@ from ..config import FPS
 from ..errors import AudioLoadError, TellerError
 from ..face.landmarks import NUM_LANDMARKS, Box, detect_faces, face_width, predict_landmarks
 from ..media import load_audio, probe, read_video_frames
-from ..media._atomic import remove_quietly, temp_path_for
+from ..utils.atomic import atomic_path
 from ..motion.latent import MotionLatent, PortraitKeypoints
 from ..motion.space import FACE68
 
@@ -776,13 +776,8 @@ def save_record(record: dict[str, Any], path: str | os.PathLike[str]) -> Path:
         frame_size=np.asarray(record.get("frame_size", (0, 0)), np.int64),
         source=str(record.get("source", "")),
     )
-    tmp = temp_path_for(path if path.suffix == ".npz" else path.with_name(path.name + ".npz"))
-    try:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        remove_quietly(tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
     return path
 
 

@@ -7,15 +7,14 @@ name. Unreadable or inconsistent entries are treated as missing.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ..utils.atomic import atomic_path
 from .avatar import PreparedAvatar
 
 log = logging.getLogger(__name__)
@@ -56,14 +55,7 @@ def save_avatar(path: Path, avatar: PreparedAvatar) -> None:
         OSError: the folder or file cannot be written; no temporary file is left.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            np.savez_compressed(file, **avatar.to_arrays())
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as file:
+        np.savez_compressed(file, **avatar.to_arrays())
+        file.flush()
+        os.fsync(file.fileno())

@@ -8,8 +8,6 @@ naming the file and the fix.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
+from ..utils.atomic import atomic_path
 from .model import GeneratorConfig, MotionTokenGenerator
 from .tokenizer import MotionTokenizer, TokenizerConfig
 
@@ -35,17 +34,6 @@ class FMLGCheckpoint:
     tokenizer: MotionTokenizer
     generator: MotionTokenGenerator | None
     info: dict = field(default_factory=dict)
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _half_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -70,12 +58,15 @@ def save_checkpoint(
         "generator": generator.cfg.to_dict() if generator is not None else None,
         "info": {**old.get("info", {}), **(info or {})},
     }
-    _atomic_write(folder / "tokenizer.safetensors", lambda p: save_file(_half_state(tokenizer), p))
+    with atomic_path(folder / "tokenizer.safetensors") as tmp:
+        save_file(_half_state(tokenizer), tmp)
     if generator is not None:
-        _atomic_write(folder / "generator.safetensors", lambda p: save_file(_half_state(generator), p))
+        with atomic_path(folder / "generator.safetensors") as tmp:
+            save_file(_half_state(generator), tmp)
     else:
         (folder / "generator.safetensors").unlink(missing_ok=True)
-    _atomic_write(config_path, lambda p: Path(p).write_text(json.dumps(config, indent=2)))
+    with atomic_path(config_path) as tmp:
+        tmp.write_text(json.dumps(config, indent=2))
     return folder
 
 

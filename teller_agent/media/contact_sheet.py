@@ -4,7 +4,6 @@ sequences, and atomic PNG/JPEG saving."""
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
@@ -14,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from ..config import FPS
-from ._atomic import remove_quietly, temp_path_for
+from ..utils.atomic import atomic_path
 
 __all__ = ["contact_sheet", "save_image"]
 
@@ -156,11 +155,6 @@ def save_image(path: str | PathLike[str], rgb: np.ndarray, quality: int = 92) ->
     if fmt == "JPEG" and img.mode == "RGBA":
         img = img.convert("RGB")
     kwargs = {"quality": int(quality)} if fmt in ("JPEG", "WEBP") else {}
-    tmp = temp_path_for(p)
-    try:
+    with atomic_path(p) as tmp:
         img.save(tmp, format=fmt, **kwargs)
-        os.replace(tmp, p)
-    except BaseException:
-        remove_quietly(tmp)
-        raise
     return p

@@ -21,7 +21,7 @@ import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 
 from ..config import FPS
-from ._atomic import remove_quietly, temp_path_for
+from ..utils.atomic import remove_quietly, temp_path_for
 from .audio import resample
 
 __all__ = ["VideoWriter", "read_video_frames", "probe", "AAC_SAMPLE_RATES", "AAC_FALLBACK_RATE"]

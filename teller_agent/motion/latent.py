@@ -39,6 +39,7 @@ import numpy as np
 
 from ..config import FPS
 from ..errors import MotionFileError
+from ..utils.atomic import atomic_path
 
 #: Format version written into motion ``.npz`` files.
 MOTION_FILE_VERSION = 1
@@ -192,16 +193,11 @@ class MotionLatent:
 
     def save(self, path: str | Path) -> None:
         """Write an ``.npz`` file (atomically: a failed write leaves no file)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez_compressed(
-                tmp, version=MOTION_FILE_VERSION, space=self.space, fps=FPS, exp=self.exp,
+                f, version=MOTION_FILE_VERSION, space=self.space, fps=FPS, exp=self.exp,
                 pitch=self.pitch, yaw=self.yaw, roll=self.roll, t=self.t, scale=self.scale,
             )
-            tmp.replace(path)
-        finally:
-            tmp.unlink(missing_ok=True)
 
     @classmethod
     def load(cls, path: str | Path, space: str | None = None) -> MotionLatent:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -21,3 +22,22 @@ def remove_quietly(path: Path) -> None:
     """Delete ``path`` if it exists, ignoring every OS error."""
     with contextlib.suppress(OSError):
         os.unlink(path)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success move it into place, on any
+    exception (``KeyboardInterrupt`` included) delete it and leave ``path`` untouched.
+
+    Example::
+
+        with atomic_path("model.safetensors") as tmp:
+            save_file(state, tmp)
+    """
+    path = Path(path)
+    tmp = temp_path_for(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        remove_quietly(tmp)
