@@ -96,7 +96,7 @@ from ..face.landmarks import NUM_LANDMARKS, Box, detect_faces, face_width, predi
 from ..media import load_audio, probe, read_video_frames
 from ..utils.atomic import atomic_path
 from ..motion.latent import MotionLatent, PortraitKeypoints
-from ..motion.space import FACE68
+from ..motion.space import FACE68, INNER_LIP_PAIRS
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +143,6 @@ STABLE_WEIGHTS = np.array([1.0] * len(NOSE_POINTS) + [1.0] * len(EYE_CORNERS) + 
 MOUTH_AND_CHIN = tuple(range(3, 14)) + tuple(range(48, 68))
 #: Frames whose inner-lip gap is in this lowest fraction of the clip count as "mouth closed".
 CLOSED_MOUTH_QUANTILE = 0.2
-#: Inner-lip point pairs (upper, lower) whose distance measures mouth opening.
-INNER_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))
 
 #: Savitzky-Golay windows (frames at 25 fps) and polynomial order.
 POSE_WINDOW = 7

@@ -30,6 +30,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..motion.space import INNER_LIP_PAIRS
+
 from ..config import FPS
 
 # -- landmark index sets (iBUG 300-W / dlib 68-point order) --------------------
@@ -50,7 +52,6 @@ LIPS = tuple(range(48, 68))
 #: expression; the jaw and lips, which move with speech (the signal measured).
 STABLE_POINTS = NOSE + (36, 39, 42, 45)
 #: Inner-lip pairs (upper, lower) whose gaps define the mouth opening.
-INNER_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))
 
 
 # -- validation and small helpers ----------------------------------------------

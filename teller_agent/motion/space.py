@@ -40,6 +40,9 @@ _DEPTH_BEHIND_NOSE = np.array(
 )
 FACE68_DEPTH = _DEPTH_BEHIND_NOSE + _NOSE_TIP_DEPTH
 
+#: Inner-lip landmark pairs (upper, lower) facing each other across the mouth opening.
+INNER_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))
+
 FACE68_GROUPS: Mapping[str, tuple[int, ...]] = MappingProxyType({
     "jaw": tuple(range(0, 17)),
     "brow_left": tuple(range(17, 22)),  # image left (subject's right)

@@ -27,7 +27,8 @@ def _chain(points: np.ndarray, xs: np.ndarray) -> np.ndarray:
     return np.interp(xs, points[order, 0], points[order, 1])
 
 
-def _smoothstep(x: np.ndarray) -> np.ndarray:
+def smoothstep(x: np.ndarray) -> np.ndarray:
+    """Hermite ease 3x^2 - 2x^3 of ``x`` clipped to [0, 1]."""
     x = np.clip(x, 0.0, 1.0)
     return x * x * (3.0 - 2.0 * x)
 
@@ -81,14 +82,14 @@ def paint_mouth(frame: np.ndarray, inner_lips: np.ndarray, rest_gap: float) -> N
     arch = np.clip(np.sin(np.pi * u), 0.0, 1.0)  # 0 at the corners, 1 mid-mouth
     v = np.clip((ys - y_up) / gap, 0, 1)
     # Cavity: dark red at the lips, near black deep inside and toward the corners.
-    depth = _smoothstep(np.minimum(v, 1 - v) * 2.5) * (0.55 + 0.45 * arch)
+    depth = smoothstep(np.minimum(v, 1 - v) * 2.5) * (0.55 + 0.45 * arch)
     color = _CAVITY_EDGE + (_CAVITY_DEEP - _CAVITY_EDGE) * depth[..., None]
     # Tongue: the lower part of a wide-open mouth.
-    tongue = _smoothstep((v - 0.6) / 0.4) * np.clip(gap / (0.35 * width), 0, 1) * arch**0.5
+    tongue = smoothstep((v - 0.6) / 0.4) * np.clip(gap / (0.35 * width), 0, 1) * arch**0.5
     color += (_TONGUE - color) * (0.7 * tongue)[..., None]
     # Upper teeth: a band under the upper lip, narrower than the mouth.
     teeth_h = np.minimum(0.45 * gap, 0.16 * width)
-    in_teeth = np.clip(y_up + teeth_h - ys, 0, 1) * _smoothstep((0.4 - np.abs(u - 0.5)) / 0.08)
+    in_teeth = np.clip(y_up + teeth_h - ys, 0, 1) * smoothstep((0.4 - np.abs(u - 0.5)) / 0.08)
     shade = 0.62 + 0.38 * arch**0.7
     color += (_TEETH * shade[..., None] - color) * in_teeth[..., None]
     alpha = (cover * strength)[..., None]

@@ -23,7 +23,9 @@ import cv2
 import numpy as np
 
 from . import tps
+from .paint import smoothstep
 from ..motion.latent import MotionLatent, PortraitKeypoints
+from ..motion.space import INNER_LIP_PAIRS
 
 # Rigid head points in canonical face widths (x right, y down, z toward the
 # camera), placed relative to the eye centre: they carry forehead, hair and
@@ -41,13 +43,6 @@ _HEAD_POINTS = np.array(
 #: Keypoints whose expression deltas are *not* warped but painted (the upper
 #: eyelids: a blink slides skin over a still eyeball rather than squeezing it).
 PAINTED_KEYPOINTS = (37, 38, 43, 44)
-#: Inner lower-lip keypoints paired with the upper ones above them.
-_INNER_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))
-
-
-def _smoothstep(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3.0 - 2.0 * x)
 
 
 class HeadWarp:
@@ -122,11 +117,11 @@ class HeadWarp:
         cv2.fillConvexPoly(inside, np.round(hull).astype(np.int32), 1)
         dist = cv2.distanceTransform((1 - inside).astype(np.uint8), cv2.DIST_L2, 5) * cell
         inner = 0.1 * face_width_px
-        mask = 1.0 - _smoothstep((dist - inner) / (falloff * face_width_px))
+        mask = 1.0 - smoothstep((dist - inner) / (falloff * face_width_px))
         # Motion also fades out toward the frame edges, so no pixel is fetched from beyond them.
         centres = (np.arange(cells) + 0.5) * cell
         to_edge = (np.minimum(centres, self.size - centres) - cell / 2) / (0.08 * self.size)
-        return mask * np.minimum.outer(_smoothstep(to_edge), _smoothstep(to_edge))
+        return mask * np.minimum.outer(smoothstep(to_edge), smoothstep(to_edge))
 
     # -- per frame ----------------------------------------------------------
 
@@ -144,7 +139,7 @@ class HeadWarp:
         dst = np.concatenate([face_px, head_px]).astype(np.float32)
         dst[list(PAINTED_KEYPOINTS)] = rigid_px[list(PAINTED_KEYPOINTS)]
         keep = np.ones(len(dst), bool)
-        for upper, lower in _INNER_LIP_PAIRS:  # closed lips: one control point, not two on top of each other
+        for upper, lower in INNER_LIP_PAIRS:  # closed lips: one control point, not two on top of each other
             if np.linalg.norm(dst[lower] - dst[upper]) < 0.75:
                 keep[lower] = False
         disp = (self.rest_points - dst)[keep]
