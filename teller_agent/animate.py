@@ -44,7 +44,7 @@ def animate(
     output: str | Path,
     image: str | Path | np.ndarray | None = None,
     motion: MotionLatent | str | Path | None = None,
-    audio: str | Path | None = None,
+    audio: str | Path | tuple[np.ndarray, int] | None = None,
     seconds: float = 5.0,
     contact_sheet_path: str | Path | None = None,
     every: int = 10,
@@ -58,8 +58,9 @@ def animate(
         image: portrait path or (H, W, 3) uint8 RGB array; None: ``settings.avatar_image``
             or the bundled default portrait.
         motion: a :class:`MotionLatent`, a motion ``.npz`` path, or None for procedural motion.
-        audio: optional audio file (WAV/MP3/M4A/OGG...). The video lasts as long as
-            the audio (to the nearest frame); procedural mouth motion follows its loudness.
+        audio: optional audio file (WAV/MP3/M4A/OGG...) or decoded ``(pcm (N,) float32, sample_rate)``.
+            The video lasts as long as the audio (to the nearest frame); procedural mouth
+            motion follows its loudness.
         seconds: length without audio and without a motion file.
         contact_sheet_path: optional PNG with every ``every``-th frame.
         settings: frame size, render grid, seed, threads; None reads the environment.
@@ -72,7 +73,12 @@ def animate(
     set_render_threads(settings.render_threads)
     if motion is not None and not isinstance(motion, MotionLatent):
         motion = MotionLatent.load(motion, space=FACE68.name)
-    pcm, sr = load_audio(audio, sample_rate=None) if audio is not None else (None, 0)
+    if audio is None:
+        pcm, sr = None, 0
+    elif isinstance(audio, tuple):
+        pcm, sr = audio
+    else:
+        pcm, sr = load_audio(audio, sample_rate=None)
     if pcm is not None:
         num_frames = max(1, int(len(pcm) / sr * FPS + 0.5))
     elif motion is not None:

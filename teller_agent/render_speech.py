@@ -6,17 +6,14 @@ motion latent) -> :class:`~teller_agent.render.WarpRenderer` -> H.264 + AAC mp4.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 
 from .animate import animate
-from .audio.features import SAMPLE_RATE
 from .config import TellerSettings
 from .data.espeak import synthesize
 from .fmlg.generator import MotionGenerator
@@ -56,23 +53,20 @@ def render_speech(
     """
     if (audio is None) == (say is None):
         raise ValueError("give exactly one of audio (a speech file) or say (text to speak)")
-    if say is not None:
-        with tempfile.TemporaryDirectory() as tmp:
-            wav = Path(tmp) / "say.wav"
-            utterance = synthesize(say, voice=voice)
-            sf.write(wav, utterance.pcm, utterance.sample_rate)
-            return render_speech(output, wav, image, settings=settings, contact_sheet_path=contact_sheet_path,
-                                 every=every, motion_out=motion_out, progress=progress)
     start = time.perf_counter()
+    if say is not None:
+        utterance = synthesize(say, voice=voice)
+        pcm, sr = utterance.pcm, utterance.sample_rate
+    else:
+        pcm, sr = load_audio(audio, sample_rate=None)
     settings = settings or TellerSettings()
     torch.set_num_threads(1)
-    pcm, _ = load_audio(audio, sample_rate=SAMPLE_RATE)
     generator = MotionGenerator(settings.model_dir, seed=settings.seed, top_k=settings.top_k,
                                 temperature_mouth=settings.temperature_mouth, temperature_head=settings.temperature_head)
-    motion = generator.generate(pcm, SAMPLE_RATE)
+    motion = generator.generate(pcm, sr)  # resampled to 16 kHz inside
     if motion_out is not None:
         motion.save(motion_out)
-    result = animate(output, image=image, motion=motion, audio=audio, contact_sheet_path=contact_sheet_path,
+    result = animate(output, image=image, motion=motion, audio=(pcm, sr), contact_sheet_path=contact_sheet_path,
                      every=every, settings=settings, progress=progress)
     elapsed = time.perf_counter() - start
     return RenderResult(result.video, result.frames, result.seconds, result.contact_sheet,
