@@ -5,6 +5,7 @@ Speed targets are checked by running these commands, never by timed tests.
 
 from __future__ import annotations
 
+import os
 import platform
 import resource
 import time
@@ -25,8 +26,6 @@ def machine() -> str:
             model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    import os
-
     return f"{model}, {os.cpu_count()} logical cores"
 
 

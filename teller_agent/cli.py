@@ -24,8 +24,7 @@ from .errors import TellerError
 def _cmd_animate(args: argparse.Namespace) -> int:
     from .animate import animate
 
-    overrides = {k: v for k, v in (("frame_size", args.size), ("seed", args.seed)) if v is not None}
-    settings = TellerSettings(**overrides)
+    settings = _settings(args)
     result = animate(
         args.output,
         image=args.image,
