@@ -275,3 +275,24 @@ class PortraitKeypoints:
         """(K, 3) float32 keypoints of the portrait itself (``x_s``)."""
         rot = rotation_matrix(self.pitch, self.yaw, self.roll)
         return (self.scale * (self.canonical @ rot) + self.t).astype(np.float32)
+
+
+def blend(a: MotionLatent, b: MotionLatent, weight: float | np.ndarray) -> MotionLatent:
+    """Linear blend ``(1 - w) a + w b`` of two latents of the same shape and space.
+
+    Args:
+        a, b: latents of ``T`` frames each (or one frame each).
+        weight: scalar or (T,) weight of ``b`` in [0, 1].
+
+    Expression deltas, angles (degrees; the offsets here are small, so a linear
+    blend of Euler angles is close to a rotation slerp), translation and scale
+    are blended independently.
+
+    Raises:
+        ValueError: the latents differ in space or shape.
+    """
+    if a.space != b.space or a.exp.shape != b.exp.shape:
+        raise ValueError(f"cannot blend {a.space} {a.exp.shape} with {b.space} {b.exp.shape}")
+    w = np.broadcast_to(np.asarray(weight, np.float32), (a.num_frames,))
+    fa, fb = a.flat(), b.flat()
+    return MotionLatent.from_flat(fa + w[:, None] * (fb - fa), a.num_keypoints, a.space)

@@ -1,0 +1,302 @@
+"""The streaming engine: live speech audio in, paired (video frame, audio slice) out at 25 fps.
+
+One :class:`AvatarEngine` serves one avatar session. It joins the pieces a live
+avatar needs and that offline rendering does not:
+
+* the FMLG :class:`~teller_agent.fmlg.generator.MotionGenerator` turns speech
+  into motion frame by frame (KV cache kept within a turn, emptied on interruption);
+* a :class:`~teller_agent.stream.gate.SpeechGate` (Silero VAD) closes the mouth
+  in pauses inside a sentence;
+* an :class:`~teller_agent.stream.idle.IdleMotion` layer keeps the face alive
+  between turns (blinks, breathing, head sway) and is what every transition
+  settles to;
+* the :class:`~teller_agent.render.WarpRenderer` draws the frames.
+
+Each speech frame comes with the exact 40 ms of audio it shows, so a publisher
+that pushes them together (LiveKit's ``AVSynchronizer``) keeps lips and sound
+in sync. Interruption (:meth:`AvatarEngine.interrupt`) drops all buffered audio
+and settles from the last pose to the idle pose in 3 frames (120 ms), as
+Meta's online model does at turn boundaries (arXiv 2510.01176, sec. 3).
+
+The engine is synchronous and not thread-safe: call it from one thread (the
+LiveKit plugin runs it on a dedicated worker thread).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..audio.resampler import StreamResampler, as_mono_float
+from ..config import FPS, TellerSettings
+from ..fmlg.tokenizer import MOUTH_KEYPOINTS
+from ..motion.latent import MotionLatent, blend
+from ..motion.space import INNER_LIP_PAIRS
+from ..render import WarpRenderer
+from .gate import SpeechGate
+from .idle import IdleMotion
+from .stamp import SPEAKING, stamp
+
+#: Weight of the last speech pose in the frames after an interruption (cosine ease, 3 frames = 120 ms).
+INTERRUPT_SETTLE = (0.75, 0.25, 0.0)
+#: ... and after a turn ends normally (4 frames = 160 ms).
+END_SETTLE = (0.85, 0.5, 0.15, 0.0)
+#: Weight of speech motion over idle motion in the first frames of a turn.
+ONSET_RAMP = (0.4, 0.75, 1.0)
+#: Silero speech probability hysteresis: the mouth gate opens above ON and closes below OFF.
+VAD_ON, VAD_OFF = 0.5, 0.3
+
+
+@dataclass
+class AvatarFrame:
+    """One output frame.
+
+    Attributes:
+        image: (S, S, 3) uint8 RGB.
+        audio: (N,) int16 mono at the engine's ``sample_rate``: the audio this frame
+            shows (N = sample_rate / 25, the last frame of a turn may differ), or None while idle.
+        speaking: whether the frame belongs to a speech turn.
+        index: frame number within the turn (speech) or since start (idle).
+        mouth: inner-lip opening of the rendered motion, in face widths (0 = closed as photographed).
+        latency_s: seconds from the arrival of the frame's audio to the frame being ready
+            (speech frames only; includes the generator's look-ahead wait).
+        generate_ms, render_ms: time spent on this frame's motion and pixels.
+    """
+
+    image: np.ndarray
+    audio: np.ndarray | None
+    speaking: bool
+    index: int
+    mouth: float
+    latency_s: float | None = None
+    generate_ms: float = 0.0
+    render_ms: float = 0.0
+
+
+def mouth_opening(motion: MotionLatent) -> np.ndarray:
+    """(T,) inner-lip opening of ``face68`` motion in face widths: mean vertical gap of the
+    inner-lip pairs added by the expression deltas (0 = the portrait's own mouth)."""
+    upper = [u for u, _ in INNER_LIP_PAIRS]
+    lower = [lo for _, lo in INNER_LIP_PAIRS]
+    return (motion.exp[:, lower, 1] - motion.exp[:, upper, 1]).mean(axis=1)
+
+
+class AvatarEngine:
+    """Live audio -> (frame, audio slice) pairs for one avatar.
+
+    Args:
+        avatar: a :class:`~teller_agent.face.PreparedAvatar`.
+        generator: a :class:`~teller_agent.fmlg.generator.MotionGenerator`.
+        sample_rate: Hz of the audio slices handed back (what the publisher plays);
+            must be a multiple of 25. Input audio of any rate is converted to it.
+        seed: seeds the idle layer.
+        vad: close the mouth where Silero VAD hears no speech.
+        stamp_frames: draw the frame code of :mod:`teller_agent.stream.stamp` (measurement aid).
+        render_grid: see ``TellerSettings.render_grid``.
+
+    Raises:
+        ValueError: ``sample_rate`` is not a positive multiple of 25.
+    """
+
+    def __init__(self, avatar, generator, *, sample_rate: int = 24000, seed: int = 0, vad: bool = True,
+                 stamp_frames: bool = False, render_grid: int = 64):
+        if sample_rate <= 0 or sample_rate % FPS:
+            raise ValueError(f"sample_rate must be a positive multiple of {FPS} Hz, got {sample_rate}")
+        self.avatar = avatar
+        self.generator = generator
+        self.renderer = WarpRenderer(avatar, grid=render_grid)
+        self.sample_rate = sample_rate
+        self.samples_per_frame = sample_rate // FPS
+        self.stamp_frames = stamp_frames
+        self.gate = SpeechGate() if vad else None
+        self.idle = IdleMotion(seed)
+        self._last = self.idle.next_frame()
+        self._settle: tuple[MotionLatent, tuple[float, ...]] | None = None
+        self._idle_count = 0
+        self._new_turn()
+
+    @classmethod
+    def from_settings(cls, settings: TellerSettings | None = None, image=None, **kwargs) -> AvatarEngine:
+        """Prepare the avatar photo and load the checkpoint named by ``settings``.
+
+        Raises:
+            NoFaceError, ImageLoadError, ...: from :func:`~teller_agent.face.prepare_avatar`.
+            CheckpointError: the checkpoint is missing or corrupt.
+        """
+        from ..face import prepare_avatar
+        from ..fmlg.generator import MotionGenerator
+        from ..render import set_render_threads
+
+        settings = settings or TellerSettings()
+        set_render_threads(settings.render_threads)
+        avatar = prepare_avatar(image if image is not None else settings.avatar_image, settings)
+        generator = MotionGenerator(settings.model_dir, seed=settings.seed, top_k=settings.top_k,
+                                    temperature_mouth=settings.temperature_mouth,
+                                    temperature_head=settings.temperature_head)
+        kwargs.setdefault("seed", settings.seed)
+        kwargs.setdefault("render_grid", settings.render_grid)
+        return cls(avatar, generator, **kwargs)
+
+    # -- state ------------------------------------------------------------------
+
+    @property
+    def speaking(self) -> bool:
+        """True from the first audio of a turn until :meth:`end_turn` or :meth:`interrupt`."""
+        return self._in_turn
+
+    @property
+    def buffered_s(self) -> float:
+        """Seconds of turn audio received but not yet handed back with a frame."""
+        return max(0, self._received - self._emitted * self.samples_per_frame) / self.sample_rate
+
+    def _new_turn(self) -> None:
+        self._in_turn = False
+        self._onset = False
+        self._audio = np.zeros(0, np.float32)  # received audio at sample_rate not yet handed back
+        self._received = 0  # samples received this turn
+        self._emitted = 0  # frames handed back this turn
+        self._arrivals: deque[tuple[int, float]] = deque()  # (samples received after a push, perf_counter)
+        self._resampler: StreamResampler | None = None
+        self._vad_resampler = StreamResampler(self.sample_rate)
+        self._gate_value = 0.0
+        self._gate_target = 0.0
+        if self.gate is not None:
+            self.gate.reset()
+
+    # -- input ------------------------------------------------------------------
+
+    def push_audio(self, pcm: np.ndarray, sample_rate: int) -> list[AvatarFrame]:
+        """Feed speech audio; returns the frames it completed (possibly none).
+
+        Args:
+            pcm: (N,) or (N, channels) int16 or float samples.
+            sample_rate: Hz of ``pcm`` (8, 16, 24, 48 kHz, ...; converted as needed).
+
+        Raises:
+            ValueError: bad shape or sample rate.
+        """
+        now = time.perf_counter()
+        x = as_mono_float(pcm)
+        if sample_rate != self.sample_rate:
+            if self._resampler is None or self._resampler.rate != sample_rate:
+                self._resampler = StreamResampler(sample_rate, self.sample_rate)
+            x = self._resampler.push(x)
+        if not self._in_turn:
+            self._in_turn = True
+            self._onset = True
+        return self._consume(x, now)
+
+    def end_turn(self) -> list[AvatarFrame]:
+        """The turn's audio is complete: returns its remaining frames (the last one carries any
+        leftover audio). The face then settles to idle over 4 frames. No-op outside a turn."""
+        if not self._in_turn:
+            return []
+        now = time.perf_counter()
+        tail = self._resampler.flush() if self._resampler is not None else np.zeros(0, np.float32)
+        frames = self._consume(tail, now, final=True)
+        if frames:
+            self._settle = (self._last, END_SETTLE)
+        self._new_turn()
+        return frames
+
+    def interrupt(self) -> None:
+        """Drop the turn's buffered audio, empty the generator's KV cache, and settle from the
+        last shown pose to idle over 3 frames (120 ms)."""
+        if self._in_turn or self._settle is not None:
+            self._settle = (self._last, INTERRUPT_SETTLE)
+        self.generator.reset()
+        self._new_turn()
+
+    # -- output -----------------------------------------------------------------
+
+    def idle_frame(self) -> AvatarFrame:
+        """The next frame with no speech (call at 25 fps while idle)."""
+        t0 = time.perf_counter()
+        motion = self.idle.next_frame()
+        if self._settle is not None:
+            start, weights = self._settle
+            w = weights[0]
+            motion = blend(motion, start, w)
+            self._settle = (start, weights[1:]) if len(weights) > 1 else None
+        frame = self._render(motion, None, False, self._idle_count, t0)
+        self._idle_count += 1
+        return frame
+
+    def _consume(self, x: np.ndarray, now: float, final: bool = False) -> list[AvatarFrame]:
+        t0 = time.perf_counter()
+        if len(x):
+            self._audio = np.concatenate([self._audio, x])
+            self._received += len(x)
+        self._arrivals.append((self._received, now))
+        if self.gate is not None:
+            self.gate.push(self._vad_resampler.push(x) if len(x) else x)
+            if final:
+                self.gate.push(self._vad_resampler.flush())
+        motion = self.generator.flush() if final else self.generator.push_audio(x, self.sample_rate)
+        gen_ms = (time.perf_counter() - t0) * 1000 / max(1, len(motion))
+        frames = []
+        for i in range(len(motion)):
+            last = final and i == len(motion) - 1
+            frames.append(self._speech_frame(motion[i], gen_ms, last))
+        return frames
+
+    def _speech_frame(self, motion: MotionLatent, gen_ms: float, last: bool) -> AvatarFrame:
+        t0 = time.perf_counter()
+        k = self._emitted
+        spf = self.samples_per_frame
+        take = len(self._audio) if last else min(spf, len(self._audio))
+        chunk = self._audio[:take]
+        self._audio = self._audio[take:]
+        if len(chunk) < spf:
+            chunk = np.pad(chunk, (0, spf - len(chunk)))
+        motion = self._gate_mouth(motion, k)
+        idle = self.idle.next_frame()  # the idle clock runs on under speech, so idle resumes seamlessly
+        if self._onset:
+            if k < len(ONSET_RAMP) - 1:
+                motion = blend(idle, motion, ONSET_RAMP[k])
+            else:
+                self._onset = False
+        if self._settle is not None:  # a new turn right after an interruption: finish the settle first
+            start, weights = self._settle
+            motion = blend(motion, start, weights[0])
+            self._settle = (start, weights[1:]) if len(weights) > 1 else None
+        audio = np.clip(np.round(chunk * 32767.0), -32768, 32767).astype(np.int16)
+        frame = self._render(motion, audio, True, k, t0)
+        frame.generate_ms = gen_ms
+        frame.latency_s = time.perf_counter() - self._arrival_of(min((k + 1) * spf, self._received))
+        self._emitted += 1
+        return frame
+
+    def _gate_mouth(self, motion: MotionLatent, k: int) -> MotionLatent:
+        if self.gate is None:
+            return motion
+        p = self.gate.frame_probability(k)
+        if p >= VAD_ON:
+            self._gate_target = 1.0
+        elif p < VAD_OFF:
+            self._gate_target = 0.0
+        rate = 0.7 if self._gate_target > self._gate_value else 0.45
+        self._gate_value += rate * (self._gate_target - self._gate_value)
+        motion.exp[:, list(MOUTH_KEYPOINTS)] *= self._gate_value
+        return motion
+
+    def _arrival_of(self, sample: int) -> float:
+        while len(self._arrivals) > 1 and self._arrivals[1][0] <= sample:
+            self._arrivals.popleft()
+        for received, t in self._arrivals:
+            if received >= sample:
+                return t
+        return self._arrivals[-1][1]
+
+    def _render(self, motion: MotionLatent, audio, speaking: bool, index: int, t0: float) -> AvatarFrame:
+        t1 = time.perf_counter()
+        image = self.renderer.render_frame(motion)
+        if self.stamp_frames:
+            stamp(image, (SPEAKING if speaking else 0) | (index & 0x7FFF))
+        self._last = motion
+        return AvatarFrame(image=image, audio=audio, speaking=speaking, index=index,
+                           mouth=float(mouth_opening(motion)[0]),
+                           render_ms=(time.perf_counter() - t1) * 1000)
