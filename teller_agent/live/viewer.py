@@ -1,0 +1,243 @@
+"""A headless viewer: joins a LiveKit room, records what it receives, and measures it.
+
+:class:`RoomViewer` subscribes to the avatar's video and audio tracks and keeps,
+for every received frame, its arrival time (``time.perf_counter`` seconds), the
+frame code of :mod:`teller_agent.stream.stamp` when the sender stamps frames,
+and a small thumbnail (full frames too with ``keep_frames``). The analysis
+functions below turn those records into the numbers a user cares about:
+received fps, audio/video offset, and when agent audio stops after an interruption.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..config import FPS
+from ..stream.stamp import SPEAKING, read_stamp
+
+THUMB = 96  # thumbnail side in pixels
+
+
+@dataclass
+class VideoRecord:
+    t: float  # arrival, perf_counter seconds
+    code: int | None
+    thumb: np.ndarray  # (THUMB, THUMB, 3) uint8
+    frame: np.ndarray | None = None
+
+
+@dataclass
+class AudioRecord:
+    t: float  # arrival of the frame's last sample, perf_counter seconds
+    pcm: np.ndarray  # (N,) int16 mono
+
+
+@dataclass
+class Recording:
+    video: list[VideoRecord] = field(default_factory=list)
+    audio: list[AudioRecord] = field(default_factory=list)
+    sample_rate: int = 24000
+    started: float = 0.0  # perf_counter when the viewer joined
+
+    def audio_pcm(self) -> np.ndarray:
+        """(N,) int16: all received audio, concatenated."""
+        return np.concatenate([a.pcm for a in self.audio]) if self.audio else np.zeros(0, np.int16)
+
+    def audio_times(self) -> np.ndarray:
+        """(N,) float64 arrival time of each sample of :meth:`audio_pcm` (a frame's samples are spread
+        evenly over the frame's duration, ending at its arrival)."""
+        parts = [a.t - (len(a.pcm) - 1 - np.arange(len(a.pcm))) / self.sample_rate for a in self.audio]
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+
+class RoomViewer:
+    """Joins ``url`` with ``token`` and records the first remote video track (from ``identity``
+    if given) and the audio track of the same participant.
+
+    Args:
+        url, token: server URL and a join token for the viewer.
+        identity: only record this participant's tracks (default: the first that publishes video).
+        sample_rate: Hz of the recorded audio.
+        keep_frames: also keep every full frame (for :meth:`save_mp4`).
+    """
+
+    def __init__(self, url: str, token: str, *, identity: str | None = None, sample_rate: int = 24000,
+                 keep_frames: bool = False):
+        from livekit import rtc
+
+        self._rtc = rtc
+        self.url, self.token, self.identity = url, token, identity
+        self.keep_frames = keep_frames
+        self.room = rtc.Room()
+        self.rec = Recording(sample_rate=sample_rate)
+        self.first_frame = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._source: str | None = None
+
+    async def start(self) -> None:
+        rtc = self._rtc
+
+        @self.room.on("track_subscribed")
+        def _on_track(track, publication, participant):
+            if self.identity and participant.identity != self.identity:
+                return
+            if track.kind == rtc.TrackKind.KIND_VIDEO and self._source in (None, participant.identity):
+                self._source = participant.identity
+                self._tasks.append(asyncio.create_task(self._read_video(track)))
+            elif track.kind == rtc.TrackKind.KIND_AUDIO and (self.identity or participant.kind ==
+                                                             rtc.ParticipantKind.PARTICIPANT_KIND_AGENT):
+                self._tasks.append(asyncio.create_task(self._read_audio(track)))
+
+        self.rec.started = time.perf_counter()
+        await self.room.connect(self.url, self.token)
+
+    async def _read_video(self, track) -> None:
+        stream = self._rtc.VideoStream(track, format=self._rtc.VideoBufferType.RGB24)
+        try:
+            async for ev in stream:
+                t = time.perf_counter()
+                f = ev.frame
+                img = np.frombuffer(f.data, np.uint8).reshape(f.height, f.width, 3)
+                rec = VideoRecord(t, read_stamp(img), cv2.resize(img, (THUMB, THUMB), interpolation=cv2.INTER_AREA),
+                                  img.copy() if self.keep_frames else None)
+                self.rec.video.append(rec)
+                self.first_frame.set()
+        finally:
+            await stream.aclose()
+
+    async def _read_audio(self, track) -> None:
+        stream = self._rtc.AudioStream(track, sample_rate=self.rec.sample_rate, num_channels=1)
+        try:
+            async for ev in stream:
+                pcm = np.frombuffer(ev.frame.data, np.int16).copy()
+                self.rec.audio.append(AudioRecord(time.perf_counter(), pcm))
+        finally:
+            await stream.aclose()
+
+    async def stop(self) -> Recording:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.room.disconnect()
+        return self.rec
+
+    def save_mp4(self, path: str | Path) -> Path:
+        """Write what was received: video resampled onto a 25 fps grid by arrival time (the latest
+        frame at each tick, as a player would show it) and the received audio, both from the
+        first video frame on.
+
+        Raises:
+            RuntimeError: no video was received, or the viewer ran without ``keep_frames``.
+        """
+        from ..media import VideoWriter
+
+        video = [v for v in self.rec.video if v.frame is not None]
+        if not video:
+            raise RuntimeError("no video frames recorded (received none, or keep_frames was off)")
+        t0, t1 = video[0].t, video[-1].t
+        pcm, times = self.rec.audio_pcm(), self.rec.audio_times()
+        audio = pcm[times >= t0 - 0.5 / self.rec.sample_rate] if len(pcm) else np.zeros(1, np.int16)
+        ticks = t0 + np.arange(int((t1 - t0) * FPS) + 1) / FPS
+        arrivals = np.array([v.t for v in video])
+        idx = np.searchsorted(arrivals, ticks, side="right") - 1
+        h, w = video[0].frame.shape[:2]
+        with VideoWriter(path, size=(w - w % 2, h - h % 2), audio=(audio, self.rec.sample_rate)) as writer:
+            for i in idx:
+                writer.write(np.ascontiguousarray(video[max(i, 0)].frame[: h - h % 2, : w - w % 2]))
+        return Path(path)
+
+
+# -- analysis -----------------------------------------------------------------------------------
+
+
+def received_fps(rec: Recording, start: float | None = None, end: float | None = None) -> float:
+    """Video frames per second that arrived in ``[start, end]`` (perf_counter seconds; default: all)."""
+    t = np.array([v.t for v in rec.video])
+    if start is not None:
+        t = t[t >= start]
+    if end is not None:
+        t = t[t <= end]
+    if len(t) < 2:
+        return 0.0
+    return (len(t) - 1) / (t[-1] - t[0])
+
+
+def speech_turns(rec: Recording) -> list[list[tuple[int, float]]]:
+    """Received speech frames grouped by turn: lists of (frame index in turn, arrival time).
+    Needs stamped frames; a turn starts where the index goes back down."""
+    turns: list[list[tuple[int, float]]] = []
+    last = None
+    for v in rec.video:
+        if v.code is None or not v.code & SPEAKING:
+            last = None if v.code is not None else last
+            continue
+        k = v.code & 0x7FFF
+        if last is None or k <= last:
+            turns.append([])
+        turns[-1].append((k, v.t))
+        last = k
+    return turns
+
+
+def locate(rec: Recording, sent: np.ndarray, sent_rate: int, after: float | None = None) -> float | None:
+    """Arrival time at the viewer of the first sample of ``sent`` audio (the agent's turn),
+    found by cross-correlating the received audio with it; None when it is not found
+    (normalised correlation peak below 0.5).
+
+    Args:
+        sent: (N,) int16 or float audio the agent played.
+        sent_rate: its sample rate in Hz.
+        after: only search audio that arrived after this perf_counter time.
+    """
+    from scipy.signal import correlate
+
+    from ..media import resample
+
+    x = rec.audio_pcm().astype(np.float32) / 32768.0
+    times = rec.audio_times()
+    if after is not None:
+        keep = times >= after
+        x, times = x[keep], times[keep]
+    s = np.asarray(sent)
+    s = s.astype(np.float32) / 32768.0 if s.dtype == np.int16 else s.astype(np.float32)
+    if sent_rate != rec.sample_rate:
+        s = resample(s, sent_rate, rec.sample_rate)
+    n = min(len(s), 2 * rec.sample_rate)  # the first 2 s are distinctive enough
+    s = s[:n]
+    if len(x) < n or not np.any(s):
+        return None
+    c = correlate(x, s, mode="valid", method="fft")
+    energy = np.sqrt(np.convolve(x * x, np.ones(n), mode="valid")) * np.sqrt((s * s).sum())
+    score = c / np.maximum(energy, 1e-9)
+    i = int(np.argmax(score))
+    if score[i] < 0.5:
+        return None
+    return float(times[i])
+
+
+def av_offsets(rec: Recording, turn: list[tuple[int, float]], audio_start: float) -> np.ndarray:
+    """(F,) seconds by which each received speech frame of ``turn`` trails the received audio it
+    shows (positive: video late), given the arrival time ``audio_start`` of the turn's first sample
+    (see :func:`locate`). Frame k shows audio from k / 25 s."""
+    return np.array([t - (audio_start + k / FPS) for k, t in turn])
+
+
+def last_loud_audio(rec: Recording, after: float, threshold: float = 0.01) -> float | None:
+    """Arrival time of the last received sample louder than ``threshold`` (full scale 1.0,
+    10 ms RMS) after ``after``; None if there is none."""
+    x = rec.audio_pcm().astype(np.float32) / 32768.0
+    times = rec.audio_times()
+    hop = rec.sample_rate // 100
+    n = len(x) // hop
+    if n == 0:
+        return None
+    rms = np.sqrt((x[: n * hop].reshape(n, hop) ** 2).mean(axis=1))
+    ends = times[hop - 1 : n * hop : hop]
+    loud = np.nonzero((rms > threshold) & (ends > after))[0]
+    return float(ends[loud[-1]]) if len(loud) else None
