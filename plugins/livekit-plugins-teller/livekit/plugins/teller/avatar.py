@@ -1,0 +1,215 @@
+"""``AvatarSession``: a Teller avatar for a LiveKit ``AgentSession``, in-process or on an avatar worker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Literal
+
+from livekit import api, rtc
+from livekit.agents import NOT_GIVEN, AgentSession, NotGivenOr, utils
+from livekit.agents.types import ATTRIBUTE_PUBLISH_ON_BEHALF
+from livekit.agents.voice.avatar import (
+    AvatarOptions,
+    DataStreamAudioOutput,
+    QueueAudioOutput,
+)
+from livekit.agents.voice.avatar import (
+    AvatarSession as _BaseAvatarSession,
+)
+
+from teller_agent.config import FPS, TellerSettings
+from teller_agent.stream import AvatarEngine
+
+from .log import logger
+from .metrics import METRICS_ATTRIBUTE, TellerMetrics
+from .runner import TellerAvatarRunner
+from .video_generator import TellerVideoGenerator
+
+#: Agent name the avatar worker registers under (explicit dispatch).
+DEFAULT_WORKER_AGENT_NAME = "teller-avatar"
+DEFAULT_SAMPLE_RATE = 24000
+
+
+class AvatarSession(_BaseAvatarSession):
+    """A talking face for a LiveKit voice agent, from one portrait photo.
+
+    Args:
+        avatar_image: portrait photo (path). Unset: ``TELLER_AVATAR_IMAGE``, else the bundled default.
+        mode: ``"local"`` renders in this process and publishes video and audio as the agent
+            participant (``AvatarRunner`` + ``QueueAudioOutput``). ``"worker"`` dispatches a
+            separate avatar worker (agent name ``worker_agent_name``) to the room through
+            LiveKit's agent dispatch and streams the TTS audio to it with
+            ``DataStreamAudioOutput``; the worker joins with ``lk.publish_on_behalf`` set to
+            this agent, so its tracks stand for the agent.
+        settings: engine options (frame size, model, seed, ...); defaults from ``TELLER_*``.
+        sample_rate: Hz of the published audio (TTS audio of any rate is converted).
+        vad: close the mouth in pauses (Silero VAD on the agent audio).
+        stamp_frames: draw a frame counter on the bottom edge (measurement aid, see
+            ``teller_agent.stream.stamp``).
+        avatar_identity: identity of the avatar participant in worker mode
+            (default ``teller-avatar-<agent identity>``).
+        worker_agent_name: agent name the avatar worker registered with.
+        livekit_url, api_key, api_secret: server credentials for the dispatch in worker mode
+            (default: the job's, else ``LIVEKIT_URL`` / ``LIVEKIT_API_KEY`` / ``LIVEKIT_API_SECRET``).
+
+    ``start()`` prepares the portrait first, so a photo without a face fails with
+    :class:`teller_agent.errors.NoFaceError` before anything joins the room.
+    """
+
+    def __init__(
+        self,
+        *,
+        avatar_image: NotGivenOr[str | Path | None] = NOT_GIVEN,
+        mode: Literal["local", "worker"] = "local",
+        settings: TellerSettings | None = None,
+        sample_rate: int = DEFAULT_SAMPLE_RATE,
+        vad: bool = True,
+        stamp_frames: bool = False,
+        avatar_identity: NotGivenOr[str] = NOT_GIVEN,
+        worker_agent_name: str = DEFAULT_WORKER_AGENT_NAME,
+        livekit_url: NotGivenOr[str] = NOT_GIVEN,
+        api_key: NotGivenOr[str] = NOT_GIVEN,
+        api_secret: NotGivenOr[str] = NOT_GIVEN,
+    ) -> None:
+        super().__init__()
+        if mode not in ("local", "worker"):
+            raise ValueError(f"mode must be 'local' or 'worker', got {mode!r}")
+        self._settings = settings or TellerSettings()
+        if utils.is_given(avatar_image):
+            self._settings = self._settings.model_copy(update={"avatar_image": avatar_image})
+        self._mode = mode
+        self._sample_rate = sample_rate
+        self._vad = vad
+        self._stamp = stamp_frames
+        self._identity = avatar_identity if utils.is_given(avatar_identity) else ""
+        self._worker_agent_name = worker_agent_name
+        self._url, self._api_key, self._api_secret = livekit_url, api_key, api_secret
+        self._runner: TellerAvatarRunner | None = None
+        self._video_gen: TellerVideoGenerator | None = None
+        self._engine: AvatarEngine | None = None
+        self._dispatch_id: str | None = None
+
+    @property
+    def avatar_identity(self) -> str:
+        """The participant whose video track is the avatar (the agent itself in local mode)."""
+        return self._identity
+
+    @property
+    def provider(self) -> str:
+        return "teller"
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    @property
+    def engine(self) -> AvatarEngine | None:
+        """The local-mode engine (None in worker mode or before ``start``)."""
+        return self._engine
+
+    async def start(self, agent_session: AgentSession, room: rtc.Room) -> None:
+        """Attach the avatar to ``agent_session`` in ``room`` (call before ``agent_session.start``).
+
+        Raises:
+            NoFaceError, ImageLoadError, FaceTooSmallError: the portrait cannot be used.
+            CheckpointError: the motion model is missing or corrupt (local mode).
+        """
+        if self._mode == "local":
+            await self._start_local(agent_session, room)
+        else:
+            await self._start_worker(agent_session, room)
+
+    async def _start_local(self, agent_session: AgentSession, room: rtc.Room) -> None:
+        self._engine = await asyncio.to_thread(
+            AvatarEngine.from_settings, self._settings, sample_rate=self._sample_rate, vad=self._vad,
+            stamp_frames=self._stamp,
+        )
+        if not room.isconnected():
+            raise RuntimeError("connect to the room before starting the avatar (await ctx.connect())")
+        self._identity = room.local_participant.identity
+        await super().start(agent_session, room)
+        size = self._engine.renderer.size
+        options = AvatarOptions(video_width=size, video_height=size, video_fps=FPS,
+                                audio_sample_rate=self._sample_rate, audio_channels=1)
+        audio_out = QueueAudioOutput(sample_rate=self._sample_rate)
+        self._video_gen = TellerVideoGenerator(self._engine)
+        self._runner = TellerAvatarRunner(room, audio_recv=audio_out, video_gen=self._video_gen, options=options)
+        self._video_gen.set_av_sync(self._runner.av_sync)
+        await self._runner.start()
+        agent_session.output.replace_audio_tail(audio_out)
+        logger.info("teller avatar started in-process", extra={"size": size, "sample_rate": self._sample_rate})
+
+    async def _start_worker(self, agent_session: AgentSession, room: rtc.Room) -> None:
+        image = self._settings.avatar_image
+        if image is not None:  # fail here, before dispatching anything, if the photo has no usable face
+            from teller_agent.face import prepare_avatar
+
+            await asyncio.to_thread(prepare_avatar, image, self._settings)
+        agent_identity = room.local_participant.identity
+        if not self._identity:
+            self._identity = f"teller-avatar-{agent_identity}"
+        url, key, secret = self._credentials()
+        metadata = {
+            "agent_identity": agent_identity,
+            "avatar_identity": self._identity,
+            "avatar_image": str(Path(image).resolve()) if image is not None else None,
+            "sample_rate": self._sample_rate,
+            "vad": self._vad,
+            "stamp_frames": self._stamp,
+        }
+        await super().start(agent_session, room)
+        async with api.LiveKitAPI(url, key, secret) as lkapi:
+            dispatch = await lkapi.agent_dispatch.create_dispatch(
+                api.CreateAgentDispatchRequest(agent_name=self._worker_agent_name, room=room.name,
+                                               metadata=json.dumps(metadata))
+            )
+        self._dispatch_id = dispatch.id
+        agent_session.output.replace_audio_tail(
+            DataStreamAudioOutput(room, destination_identity=self._identity, sample_rate=self._sample_rate,
+                                  wait_remote_track=rtc.TrackKind.KIND_VIDEO)
+        )
+        logger.info("teller avatar worker dispatched",
+                    extra={"agent_name": self._worker_agent_name, "avatar_identity": self._identity})
+
+    def _credentials(self) -> tuple[str, str, str]:
+        from livekit.agents import get_job_context
+
+        job = get_job_context(required=False)
+        url = self._url if utils.is_given(self._url) else (job._info.url if job else os.environ.get("LIVEKIT_URL"))
+        key = self._api_key if utils.is_given(self._api_key) else os.environ.get("LIVEKIT_API_KEY")
+        secret = self._api_secret if utils.is_given(self._api_secret) else os.environ.get("LIVEKIT_API_SECRET")
+        if not (url and key and secret):
+            raise ValueError("worker mode dispatches the avatar worker through the LiveKit API: set LIVEKIT_URL, "
+                             "LIVEKIT_API_KEY and LIVEKIT_API_SECRET or pass livekit_url/api_key/api_secret")
+        url = url.replace("ws://", "http://").replace("wss://", "https://")
+        return url, key, secret
+
+    def metrics(self) -> TellerMetrics | None:
+        """This session's numbers: from the local engine, or as last published by the avatar worker
+        (participant attribute ``teller.metrics``); None when there are none yet."""
+        if self._video_gen is not None:
+            return self._video_gen.metrics()
+        if self._room is not None and self._identity:
+            p = self._room.remote_participants.get(self._identity)
+            if p is not None and METRICS_ATTRIBUTE in p.attributes:
+                return TellerMetrics.from_json(p.attributes[METRICS_ATTRIBUTE])
+        return None
+
+    async def aclose(self) -> None:
+        """Stop rendering (local) or remove the avatar worker from the room (worker)."""
+        if self._runner is not None:
+            await self._runner.aclose()
+            self._runner = None
+        if self._video_gen is not None:
+            await self._video_gen.aclose()
+        if self._mode == "local" and self._room is not None:
+            # the avatar is the agent itself here: the base class must not remove it from the room
+            self._room.off("connection_state_changed", self._on_connection_state_changed)
+            self._room = None
+        await super().aclose()
+
+
+__all__ = ["ATTRIBUTE_PUBLISH_ON_BEHALF", "AvatarSession", "DEFAULT_WORKER_AGENT_NAME"]

@@ -1,0 +1,54 @@
+"""``AvatarRunner`` with exact interruption accounting.
+
+livekit-agents' ``AvatarRunner`` counts audio as played when it is *queued* into the
+``AudioSource`` (up to ``queue_size_ms`` ahead of what listeners have heard), and a frame
+the forwarder is already pushing can slip into the queue right after it is cleared. On
+``clear_buffer`` this runner instead:
+
+1. stops the video generator handing out frames of the interrupted turn (synchronously);
+2. clears the AVSynchronizer's queues, lets the forwarder finish the push it was in,
+   and clears again;
+3. reports ``playback_finished(interrupted=True)`` with the audio actually published:
+   everything pushed minus what the clears dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from livekit.agents.utils import log_exceptions
+from livekit.agents.voice.avatar import AvatarRunner
+
+from .log import logger
+from .video_generator import TellerVideoGenerator
+
+
+class TellerAvatarRunner(AvatarRunner):
+    """An ``AvatarRunner`` (same arguments) for a :class:`TellerVideoGenerator`."""
+
+    def _on_clear_buffer(self) -> None:
+        video_gen = self._video_gen
+        assert isinstance(video_gen, TellerVideoGenerator)
+        audio_playing = self._audio_playing
+        self._audio_playing = False
+        video_gen.begin_clear()
+
+        @log_exceptions(logger=logger)
+        async def _handle() -> None:
+            dropped = self._audio_source.queued_duration
+            await self._av_sync.clear_queue()
+            for _ in range(3):  # the forwarder may be inside a push of an old frame: let it land, drop it
+                await asyncio.sleep(0)
+            dropped += self._audio_source.queued_duration
+            await self._av_sync.clear_queue()
+            position = max(0.0, self._playback_position - dropped)
+            self._playback_position = 0.0
+            await video_gen.clear_buffer()
+            if audio_playing:
+                notify = self._audio_recv.notify_playback_finished(playback_position=position, interrupted=True)
+                if asyncio.iscoroutine(notify):
+                    await notify
+
+        task = asyncio.create_task(_handle())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
