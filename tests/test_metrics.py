@@ -292,3 +292,28 @@ def test_summary_of_empty_and_one_frame_clips(n, no_warnings):
     assert m.mouth_opening(lm).shape == (n,) and m.eye_aspect_ratio(lm).shape == (n,)
     with pytest.raises(ValueError):
         m.summarize(lm, face(np.zeros(n + 1)))
+
+
+# -- many clips ------------------------------------------------------------------------------------
+
+
+def test_mean_summary_averages_metrics_and_sums_lengths(no_warnings):
+    rise = speech_openings(100, seed=2)
+    a = m.summarize(face(rise), face(rise))  # r 1, lag 0
+    b = m.summarize(face(m.shift(rise, 3)), face(rise))  # lag +3
+    c = m.summarize(face(m.shift(rise, -3)), face(rise))  # lag -3
+    mean = m.mean_summary([a, b, c])
+    assert mean["clips"] == 3
+    assert mean["num_frames"] == 300 and mean["duration_s"] == pytest.approx(12.0)
+    assert mean["mouth_r"] == pytest.approx((a["mouth_r"] + b["mouth_r"] + c["mouth_r"]) / 3)
+    assert mean["best_lag"] == pytest.approx(0.0) and mean["abs_best_lag"] == pytest.approx(2.0)
+    assert mean["lve"] == pytest.approx((b["lve"] + c["lve"]) / 3) and a["lve"] == 0.0
+
+
+def test_mean_summary_edge_cases():
+    assert m.mean_summary([]) == {"clips": 0}
+    one = m.summarize(face(np.zeros(5)), face(np.zeros(5)))
+    assert m.mean_summary([one]) == {**one, "clips": 1, "best_lag": 0.0, "abs_best_lag": 0.0}
+    assert all(math.isfinite(v) for v in m.mean_summary([one, one]).values())
+    with pytest.raises(ValueError):
+        m.mean_summary([one, {"mouth_r": 1.0}])

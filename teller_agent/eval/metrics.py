@@ -573,3 +573,47 @@ def summarize(pred_landmarks: np.ndarray, true_landmarks: np.ndarray, fps: float
         "blink_rate_pred": blink_rate(eye_aspect_ratio(pred), fps),
         "blink_rate_true": blink_rate(eye_aspect_ratio(true), fps),
     }
+
+
+# -- many clips ----------------------------------------------------------------------------
+
+#: Keys of :func:`summarize` that add up over clips (the others are averaged).
+ADDITIVE_KEYS = ("num_frames", "duration_s")
+
+
+def mean_summary(summaries: Sequence[dict[str, float | int]]) -> dict[str, float | int]:
+    """Combine the :func:`summarize` dicts of several clips into one row.
+
+    Every metric is the unweighted mean over clips (each clip counts once,
+    whatever its length), except :data:`ADDITIVE_KEYS` (``num_frames``,
+    ``duration_s``), which are summed. ``best_lag`` becomes a float mean and
+    ``abs_best_lag`` (mean of ``|best_lag|``, frames) is added, since lags of
+    opposite signs would cancel in the mean. Non-numeric values are ignored.
+
+    Args:
+        summaries: dicts with the same numeric keys (e.g. from :func:`summarize`).
+
+    Returns:
+        A dict of plain Python numbers with a ``clips`` count; ``{"clips": 0}``
+        for no summaries.
+
+    Raises:
+        ValueError: the dicts have different numeric keys.
+    """
+    if not summaries:
+        return {"clips": 0}
+
+    def numeric(d: dict) -> list[str]:
+        return [k for k, v in d.items() if isinstance(v, int | float) and not isinstance(v, bool)]
+
+    keys = numeric(summaries[0])
+    for i, s in enumerate(summaries[1:], 1):
+        if set(numeric(s)) != set(keys):
+            raise ValueError(f"summary {i} has keys {sorted(numeric(s))}, summary 0 has {sorted(keys)}")
+    out: dict[str, float | int] = {"clips": len(summaries)}
+    for k in keys:
+        values = [s[k] for s in summaries]
+        out[k] = sum(values) if k in ADDITIVE_KEYS else float(np.mean(values))
+    if "best_lag" in keys:
+        out["abs_best_lag"] = float(np.mean([abs(s["best_lag"]) for s in summaries]))
+    return out
