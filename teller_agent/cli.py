@@ -6,7 +6,11 @@ Subcommands:
     dataset build     real clips + synthetic speech -> a versioned training dataset
     train tokenizer   fit the RVQ motion tokenizer
     train generator   fit the autoregressive motion-token generator
+    bench             the full benchmark: per-stage cost, latency, concurrent sessions, memory
     bench render      render-only frames per second and peak memory
+    bench generator   FMLG generator ms per frame
+    eval lipsync      generated motion vs. real talking clips, with baselines
+    docs readme       regenerate the README's results section from docs/results/*.json
 """
 
 from __future__ import annotations
@@ -76,8 +80,9 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
-def _command_line() -> str:
-    return "teller-agent " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+def _command_line(argv: list[str] | None = None) -> str:
+    """The command as typed: ``argv`` (default ``sys.argv[1:]``) after ``teller-agent``."""
+    return "teller-agent " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -103,20 +108,49 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import bench_generator, bench_render
+def _record(path: Path | None, result: dict) -> None:
+    """``--record PATH``: write ``result`` as JSON (the README's results come from such files)."""
+    if path is not None:
+        from .eval.lipsync import write_json
 
-    if args.what == "generator":
-        report = bench_generator(seconds=args.seconds, threads=args.threads, model_dir=args.model)
-        if args.json:
-            print(json.dumps(report))
-        else:
-            print(f"FMLG generator, {report['threads']} thread(s), {report['frames']} frames in 40 ms chunks "
-                  f"on {report['machine']}")
-            print(f"  median {report['median_ms']:.2f} ms/frame  p95 {report['p95_ms']:.2f} ms  -> "
-                  f"{report['fps']:.0f} frames/s, real-time factor {report['rtf']:.3f}   peak RSS "
-                  f"{report['peak_rss_mb']:.0f} MiB")
-        return 0
+        print(f"recorded {write_json(path, result)}")
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    """``teller-agent bench`` with no subcommand: the full benchmark (:func:`teller_agent.bench.run_bench`)."""
+    from .bench import SHORT, run_bench
+    from .bench.report import terminal_text
+
+    options = dict(seconds=args.seconds, sessions=args.sessions, session_seconds=args.session_seconds,
+                   stream_seconds=args.stream_seconds)
+    if args.short:
+        options.update(SHORT)
+    result = run_bench(size=args.size, fast=args.fast, encode=False if args.no_encode else None, audio=args.audio,
+                       model_dir=args.model, image=args.image, threads=args.threads,
+                       progress=not args.quiet, command=_command_line(args.argv), **options)
+    print(json.dumps(result) if args.json else terminal_text(result))
+    _record(args.record, result)
+    return 0
+
+
+def _cmd_bench_generator(args: argparse.Namespace) -> int:
+    from .bench import bench_generator
+
+    report = bench_generator(seconds=args.seconds, threads=args.threads, model_dir=args.model)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"FMLG generator, {report['threads']} thread(s), {report['frames']} frames in 40 ms chunks "
+              f"on {report['machine']}")
+        print(f"  median {report['median_ms']:.2f} ms/frame  p95 {report['p95_ms']:.2f} ms  -> "
+              f"{report['fps']:.0f} frames/s, real-time factor {report['rtf']:.3f}   peak RSS "
+              f"{report['peak_rss_mb']:.0f} MiB")
+    return 0
+
+
+def _cmd_bench_render(args: argparse.Namespace) -> int:
+    from .bench import bench_render
+
     report = bench_render(size=args.size, frames=args.frames, threads=args.threads, image=args.image, grid=args.grid)
     if args.json:
         print(json.dumps(report))
@@ -126,6 +160,110 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         print(f"  median {report['median_ms']:.2f} ms/frame  p95 {report['p95_ms']:.2f} ms  "
               f"-> {report['fps']:.0f} frames/s   peak RSS {report['peak_rss_mb']:.0f} MiB")
     return 0
+
+
+def _add_bench_parser(sub) -> None:
+    """``bench`` (the full benchmark) and its subcommands. A new one (e.g. ``bench room``) is one more
+    ``subs.add_parser(...)`` with its own ``func``; options before the subcommand belong to the full bench."""
+    b = sub.add_parser("bench", help="benchmarks that print numbers (no subcommand: the full benchmark)",
+                       description="The full benchmark: per-stage ms per frame, fps, real-time factor, RSS, "
+                                   "streaming latency and concurrent sessions. Subcommands time one component.")
+    b.add_argument("--seconds", type=float, default=20.0, help="seconds of audio for the per-stage run (default 20)")
+    b.add_argument("--size", type=int, default=512, help="frame size in pixels (default 512)")
+    b.add_argument("--sessions", type=int, default=4,
+                   help="try up to N concurrent sessions, one process each (default 4; 0: skip)")
+    b.add_argument("--session-seconds", type=float, default=10.0, help="audio per session per round (default 10)")
+    b.add_argument("--stream-seconds", type=float,
+                   help="seconds of real-time streaming for the latency figures (default: --seconds, at most 20)")
+    b.add_argument("--fast", action="store_true",
+                   help="only the per-stage run, as fast as possible, no encoding (memory check: --seconds 3600 "
+                        "--fast)")
+    b.add_argument("--short", action="store_true", help="a few seconds of everything (CI)")
+    b.add_argument("--no-encode", action="store_true", help="leave H.264 encoding out of the per-stage run")
+    b.add_argument("--audio", type=Path, help="speech file, looped to length (default: synthetic speech-like audio)")
+    b.add_argument("--model", type=Path, help="FMLG checkpoint folder (default: the shipped one)")
+    b.add_argument("--image", type=Path, help="portrait photo (default: the bundled portrait)")
+    b.add_argument("--threads", type=int, default=1, help="OpenCV threads (default 1: one core)")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.add_argument("--record", type=Path, help="also write the JSON result here (e.g. docs/results/bench.json)")
+    b.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    b.set_defaults(func=_cmd_bench)
+    subs = b.add_subparsers(dest="bench_command", metavar="{render,generator}")
+
+    r = subs.add_parser("render", help="render-only frames per second and peak memory")
+    r.add_argument("--size", type=int, default=512, help="frame size in pixels (default 512)")
+    r.add_argument("--frames", type=int, default=300, help="timed frames (default 300, after 20 warm-up)")
+    r.add_argument("--threads", type=int, default=1, help="OpenCV threads (default 1: one core)")
+    r.add_argument("--grid", type=int, help="warp grid cells per side (default TELLER_RENDER_GRID or 64)")
+    r.add_argument("--image", type=Path, help="portrait photo (default: the bundled portrait)")
+    r.add_argument("--json", action="store_true", help="print one JSON object")
+    r.set_defaults(func=_cmd_bench_render)
+
+    g = subs.add_parser("generator", help="FMLG ms per frame on streamed audio")
+    g.add_argument("--seconds", type=float, default=20.0, help="seconds of audio (default 20)")
+    g.add_argument("--model", type=Path, help="checkpoint folder (default: the shipped one)")
+    g.add_argument("--threads", type=int, default=1, help="torch threads (default 1: one core)")
+    g.add_argument("--json", action="store_true", help="print one JSON object")
+    g.set_defaults(func=_cmd_bench_generator)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .eval.lipsync import default_clips_dir, evaluate_lipsync, list_clips, markdown_tables
+
+    clips_dir = args.clips or default_clips_dir()
+    clips = list_clips(clips_dir, heldout=args.heldout, names=args.clip, limit=args.limit)
+    settings = _settings(args)
+    result = evaluate_lipsync(clips, args.out, model=args.model, seed=settings.seed, image=args.image,
+                              max_seconds=args.max_seconds, sheets=not args.no_sheets, settings=settings,
+                              progress=not args.quiet, command=_command_line(args.argv))
+    print(markdown_tables(result), end="")
+    for item in result["skipped"]:
+        print(f"skipped {item['name']}: {item['reason']}")
+    print(f"wrote {args.out}/lipsync.md, lipsync.json, plots/" + ("" if args.no_sheets else ", sheets/"))
+    _record(args.record, result)
+    return 0 if result["clips"] else 2
+
+
+def _add_eval_parser(sub) -> None:
+    e = sub.add_parser("eval", help="measure the generator against real talking clips")
+    subs = e.add_subparsers(dest="eval_command", required=True)
+    ls = subs.add_parser("lipsync", help="mouth sync, LVE, lag, smoothness and blinks vs. real clips, with baselines")
+    ls.add_argument("--clips", type=Path, help="folder of talking clips (default ../shared/data/talking)")
+    ls.add_argument("--model", type=Path, help="FMLG checkpoint folder (default TELLER_MODEL_DIR or the shipped one)")
+    ls.add_argument("--out", type=Path, default=Path("out/lipsync"), help="output folder (default out/lipsync)")
+    ls.add_argument("--heldout", action="store_true", help="only the generator's held-out clips")
+    ls.add_argument("--clip", action="append", help="only this clip (stem); repeatable")
+    ls.add_argument("--limit", type=int, help="at most N clips")
+    ls.add_argument("--max-seconds", type=float, help="only the first seconds of each clip")
+    ls.add_argument("--seed", type=int, help="sampling seed (default TELLER_SEED or 0)")
+    ls.add_argument("--image", type=Path, help="portrait for the contact sheets (default: the bundled portrait)")
+    ls.add_argument("--no-sheets", action="store_true", help="skip the rendered contact sheets")
+    ls.add_argument("--record", type=Path, help="also write the JSON result here (e.g. docs/results/lipsync.json)")
+    ls.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    ls.set_defaults(func=_cmd_eval)
+
+
+def _cmd_docs(args: argparse.Namespace) -> int:
+    from .docs import README, RESULTS_DIR, update_readme
+
+    readme, results = args.readme or README, args.results or RESULTS_DIR
+    changed = update_readme(readme, results, check=args.check)
+    if args.check:
+        print(f"{readme}: the results section is {'OUT OF DATE' if changed else 'up to date'}")
+        return 1 if changed else 0
+    print(f"{'updated' if changed else 'unchanged'} {readme}")
+    return 0
+
+
+def _add_docs_parser(sub) -> None:
+    d = sub.add_parser("docs", help="regenerate documentation from recorded results")
+    subs = d.add_subparsers(dest="docs_command", required=True)
+    r = subs.add_parser("readme", help="rewrite the README's results section from docs/results/*.json")
+    r.add_argument("--check", action="store_true", help="exit 1 if the section is out of date; write nothing")
+    r.add_argument("--readme", type=Path, help="README to update (default: the repository's)")
+    r.add_argument("--results", type=Path, help="results folder (default: docs/results)")
+    r.set_defaults(func=_cmd_docs)
+
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,23 +320,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("-q", "--quiet", action="store_true")
     t.set_defaults(func=_cmd_train)
 
-    b = sub.add_parser("bench", help="benchmarks that print numbers")
-    b.add_argument("what", choices=["render", "generator"],
-                   help="render: render-only frames per second; generator: FMLG ms per frame on streamed audio")
-    b.add_argument("--seconds", type=float, default=20.0, help="generator: seconds of audio (default 20)")
-    b.add_argument("--model", type=Path, help="generator: checkpoint folder (default: the shipped one)")
-    b.add_argument("--size", type=int, default=512, help="frame size in pixels (default 512)")
-    b.add_argument("--frames", type=int, default=300, help="timed frames (default 300, after 20 warm-up)")
-    b.add_argument("--threads", type=int, default=1, help="OpenCV threads (default 1: one core)")
-    b.add_argument("--grid", type=int, help="warp grid cells per side (default TELLER_RENDER_GRID or 64)")
-    b.add_argument("--image", type=Path, help="portrait photo (default: the bundled portrait)")
-    b.add_argument("--json", action="store_true", help="print one JSON object")
-    b.set_defaults(func=_cmd_bench)
+    _add_bench_parser(sub)
+    _add_eval_parser(sub)
+    _add_docs_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return args.func(args)
     except TellerError as exc:

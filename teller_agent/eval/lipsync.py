@@ -1,0 +1,491 @@
+"""``teller-agent eval lipsync``: motion generated from a clip's audio against the clip's own face.
+
+For each real talking clip (video with its speech):
+
+1. **Ground truth.** The project's landmark pipeline
+   (:func:`~teller_agent.data.extract.track_landmarks` then
+   :func:`~teller_agent.data.extract.fit_motion`) tracks dlib's 68 landmarks
+   at 25 fps and fits a ``face68`` motion latent relative to the clip's own
+   rest face (smoothed, tracking gaps interpolated: the same trajectory the
+   generator is trained on). The true landmark trajectory is that rest face
+   driven by that motion.
+2. **Generated.** :class:`~teller_agent.fmlg.MotionGenerator` turns the clip's
+   audio alone into motion, which drives the same rest face (so identity and
+   framing cancel out; the motion itself is portrait-independent).
+3. **Baselines**, driven the same way:
+
+   * ``loudness``: the procedural avatar without a model (what ``teller-agent
+     animate`` does): the jaw opens in proportion to the audio's loudness
+     envelope, with procedural blinks and head sway;
+   * ``frozen_mouth``: the rest face, still, mouth closed (no motion at all: with
+     head motion kept, the projected lip gap would vary a little with pitch and
+     yaw, and Pearson r, blind to scale, would credit those specks with sync);
+   * ``true_shift_+4`` / ``true_shift_-4``: the true trajectory delayed /
+     advanced by 4 frames (160 ms): what a pure sync error costs;
+   * ``real``: the true trajectory against itself (r = 1, LVE = 0, lag 0;
+     its velocity, jitter and blink rate are the real clip's).
+
+4. **Metrics**: :func:`~teller_agent.eval.metrics.summarize` per clip and
+   method, :func:`~teller_agent.eval.metrics.mean_summary` over clips.
+
+Outputs (in ``out``): ``lipsync.md`` (tables), ``lipsync.json`` (everything),
+``plots/<clip>.png`` (true vs generated mouth opening over time) and
+``sheets/<clip>.png`` (a contact sheet: video frames, the true motion and the
+generated motion rendered on a portrait by the warp renderer).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..config import FPS, TellerSettings
+from ..errors import TellerError
+from ..motion.latent import MotionLatent, PortraitKeypoints
+from ..utils.atomic import atomic_path
+from . import metrics as M
+
+log = logging.getLogger(__name__)
+
+#: Format version of the JSON written by :func:`evaluate_lipsync`.
+RESULT_VERSION = 1
+#: Frames the "true trajectory shifted" baselines move by (4 frames = 160 ms at 25 fps).
+SHIFT_FRAMES = 4
+#: Every method of the table, in display order, with its label.
+METHODS: dict[str, str] = {
+    "real": "real video (reference)",
+    "generated": "FMLG, from audio alone",
+    "loudness": "baseline: mouth follows loudness",
+    "frozen_mouth": "baseline: frozen mouth (still face)",
+    f"true_shift_+{SHIFT_FRAMES}": f"baseline: true, {SHIFT_FRAMES} frames late",
+    f"true_shift_-{SHIFT_FRAMES}": f"baseline: true, {SHIFT_FRAMES} frames early",
+}
+#: Frames per clip shown in the contact sheets.
+SHEET_FRAMES = 6
+
+
+@dataclass
+class RealClip:
+    """Ground truth of one real talking clip (see the module docstring).
+
+    Attributes:
+        name: the video's stem.
+        path: the video file.
+        motion: the fitted ``face68`` motion, T frames at 25 fps.
+        portrait: the clip's rest face (:class:`PortraitKeypoints`, crop-normalised units).
+        landmarks: (T, 68, 2) float64 true trajectory, ``portrait`` driven by ``motion``
+            (crop-normalised units of the clip's virtual crop).
+        audio: (N,) float32 mono speech at ``sample_rate`` Hz (16000).
+        sample_rate: Hz.
+        valid_fraction: share of frames where a face was tracked (the rest are interpolated).
+        reproj_error_px: mean distance between the fitted and the tracked landmarks (512-px frame).
+        crop: ``(x0, y0, side)`` of the virtual crop in video pixels.
+    """
+
+    name: str
+    path: Path
+    motion: MotionLatent
+    portrait: PortraitKeypoints
+    landmarks: np.ndarray
+    audio: np.ndarray
+    sample_rate: int
+    valid_fraction: float
+    reproj_error_px: float
+    crop: tuple[float, float, float]
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.motion)
+
+
+def default_clips_dir() -> Path:
+    """``../shared/data/talking`` beside the repository (where the project's real clips live)."""
+    return Path(__file__).resolve().parents[3] / "shared" / "data" / "talking"
+
+
+def list_clips(folder: str | Path, heldout: bool = False, names: Sequence[str] | None = None,
+               limit: int | None = None) -> list[Path]:
+    """The talking clips (``*.mp4``) of ``folder``, sorted by name.
+
+    Args:
+        folder: a folder of videos with speech (muxed, or a ``<stem>.wav`` beside a silent video).
+        heldout: keep only the generator's held-out clips
+            (:data:`~teller_agent.data.build.DEFAULT_HELDOUT`).
+        names: keep only these stems (applied after ``heldout``).
+        limit: keep at most this many (after the filters).
+
+    Returns:
+        Paths of the videos.
+
+    Raises:
+        TellerError: ``folder`` is missing, or no clip is left.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise TellerError(f"clip folder {folder} does not exist; pass --clips DIR (e.g. ../shared/data/talking)")
+    videos = sorted(folder.glob("*.mp4"))
+    if heldout:
+        from ..data.build import DEFAULT_HELDOUT
+
+        missing = sorted(set(DEFAULT_HELDOUT) - {p.stem for p in videos})
+        if missing:
+            log.warning("held-out clips not in %s: %s", folder, ", ".join(missing))
+        videos = [p for p in videos if p.stem in DEFAULT_HELDOUT]
+    if names:
+        videos = [p for p in videos if p.stem in set(names)]
+    if limit is not None:
+        videos = videos[: max(int(limit), 0)]
+    if not videos:
+        raise TellerError(f"no talking clip (*.mp4) left in {folder} after the filters")
+    return videos
+
+
+def load_real_clip(path: str | Path, max_seconds: float | None = None) -> RealClip:
+    """Track a clip and fit its true motion (see the module docstring).
+
+    Args:
+        path: a video with speech (its own audio stream, or ``<stem>.wav`` beside it).
+        max_seconds: keep only the first seconds (after fitting on the whole clip); None keeps all.
+
+    Raises:
+        AudioLoadError: no speech; TellerError: no face tracked; FileNotFoundError, ValueError: not a video.
+    """
+    from ..data.extract import fit_motion, track_landmarks
+    from ..audio.encoder import SAMPLES_PER_FRAME
+
+    path = Path(path)
+    tracked = track_landmarks(path)
+    fit = fit_motion(tracked.landmarks, tracked.valid, tracked.frame_size)
+    motion, valid = fit.motion, fit.valid
+    if max_seconds is not None:
+        frames = max(1, int(max_seconds * FPS))
+        motion, valid = motion[:frames], valid[:frames]
+    audio = tracked.audio[: len(motion) * SAMPLES_PER_FRAME] if max_seconds is not None else tracked.audio
+    landmarks = fit.portrait.drive(motion)[..., :2].astype(np.float64)
+    return RealClip(path.stem, path, motion, fit.portrait, landmarks, audio, tracked.sample_rate,
+                    float(np.mean(valid)) if len(valid) else 0.0, fit.reproj_error_px, fit.crop)
+
+
+def loudness_motion(audio: np.ndarray, sample_rate: int, num_frames: int, seed: int = 0) -> MotionLatent:
+    """The no-model avatar: procedural motion whose jaw opening is the audio's loudness envelope.
+
+    Args:
+        audio: (N,) float mono PCM; sample_rate: Hz; num_frames: T; seed: blinks and sway.
+
+    Returns:
+        ``face68`` :class:`MotionLatent` of ``num_frames`` frames.
+    """
+    from ..audio.loudness import loudness_envelope
+    from ..motion.procedural import procedural_motion
+
+    return procedural_motion(num_frames, seed=seed, mouth=loudness_envelope(audio, sample_rate)[:num_frames])
+
+
+def method_trajectories(clip: RealClip, generated: MotionLatent, seed: int = 0) -> dict[str, np.ndarray]:
+    """(T, 68, 2) landmark trajectories of every method of :data:`METHODS` on ``clip``'s rest face.
+
+    ``T = min(len(generated), clip.num_frames)`` (the generator gives ``round(samples / 640)`` frames;
+    the video may be a frame longer or shorter). The last entry is the truth, under ``"real"``.
+    """
+    n = min(len(generated), clip.num_frames)
+    true = clip.landmarks[:n]
+
+    def drive(motion: MotionLatent) -> np.ndarray:
+        return clip.portrait.drive(motion[:n])[..., :2].astype(np.float64)
+
+    out = {
+        "real": true,
+        "generated": drive(generated),
+        "loudness": drive(loudness_motion(clip.audio, clip.sample_rate, n, seed)),
+        "frozen_mouth": drive(MotionLatent.neutral(n, clip.motion.num_keypoints, clip.motion.space)),
+        f"true_shift_+{SHIFT_FRAMES}": M.shift(true, SHIFT_FRAMES),
+        f"true_shift_-{SHIFT_FRAMES}": M.shift(true, -SHIFT_FRAMES),
+    }
+    assert list(out) == list(METHODS)
+    return out
+
+
+def evaluate_clip(clip: RealClip, generated: MotionLatent, seed: int = 0, max_lag: int = 8
+                  ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Metrics of every method on one clip.
+
+    Returns:
+        ``(row, series)``: ``row`` is ``{"name", "frames", "seconds", "valid_fraction", "reproj_error_px",
+        "metrics": {method: summarize(...)}}``; ``series`` the (T,) mouth openings (IOD) per method.
+    """
+    tracks = method_trajectories(clip, generated, seed)
+    true = tracks["real"]
+    metrics = {name: M.summarize(lm, true, max_lag=max_lag) for name, lm in tracks.items()}
+    series = {name: M.mouth_opening(lm) for name, lm in tracks.items()}
+    row = {
+        "name": clip.name,
+        "frames": len(true),
+        "seconds": len(true) / FPS,
+        "valid_fraction": round(clip.valid_fraction, 4),
+        "reproj_error_px": round(clip.reproj_error_px, 3),
+        "metrics": metrics,
+    }
+    return row, series
+
+
+# -- outputs -------------------------------------------------------------------------------
+
+
+def plot_mouth(path: str | Path, name: str, series: dict[str, np.ndarray], metrics: dict[str, dict]) -> Path:
+    """PNG of the true and generated mouth opening (and the loudness baseline) over time.
+
+    Args:
+        path: the ``.png`` to write (atomically).
+        series: (T,) mouth openings in IOD per method (``"real"``, ``"generated"``, ``"loudness"``).
+        metrics: per method the :func:`~teller_agent.eval.metrics.summarize` dict (for the title).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = np.arange(len(series["real"])) / FPS
+    fig, ax = plt.subplots(figsize=(10, 3.2), dpi=100)
+    ax.plot(t, series["real"], color="black", lw=1.6, label="real video")
+    ax.plot(t, series["generated"], color="tab:blue", lw=1.2, label="generated (FMLG)")
+    ax.plot(t, series["loudness"], color="tab:orange", lw=0.9, ls="--", alpha=0.8, label="loudness baseline")
+    g = metrics["generated"]
+    ax.set_title(f"{name}: r = {g['mouth_r']:.2f}, LVE = {g['lve']:.3f} IOD, best lag {g['best_lag']:+d} frames "
+                 f"(loudness r = {metrics['loudness']['mouth_r']:.2f})", fontsize=10)
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("mouth opening (IOD)")
+    ax.set_xlim(0, max(t[-1] if len(t) else 0, 1 / FPS))
+    ax.legend(loc="upper right", fontsize=8, ncol=3)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
+def sheet_indices(true_opening: np.ndarray, count: int = SHEET_FRAMES) -> list[int]:
+    """``count`` frame indices spread over the clip: the widest true mouth opening in each of ``count`` equal parts."""
+    n = len(true_opening)
+    if n == 0:
+        return []
+    edges = np.linspace(0, n, min(count, n) + 1).astype(int)
+    return [int(a + np.argmax(true_opening[a:b])) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+def _video_crops(path: Path, indices: list[int], crop: tuple[float, float, float], size: int) -> list[np.ndarray]:
+    """The 25 fps frames ``indices`` of a video, cut to the virtual crop and resized to ``size``."""
+    import cv2
+
+    from ..media import read_video_frames
+
+    x0, y0, side = crop
+    s = size / side
+    affine = np.array([[s, 0, -x0 * s], [0, s, -y0 * s]], np.float64)
+    wanted, out = set(indices), {}
+    for i, frame in enumerate(read_video_frames(path, FPS)):
+        if i in wanted:
+            out[i] = cv2.warpAffine(frame, affine, (size, size), flags=cv2.INTER_AREA, borderValue=(0, 0, 0))
+        if i >= max(indices):
+            break
+    blank = np.zeros((size, size, 3), np.uint8)
+    return [out.get(i, blank) for i in indices]
+
+
+def contact_sheet_for(path: str | Path, clip: RealClip, generated: MotionLatent, renderer, indices: list[int],
+                      thumb: int = 160) -> Path:
+    """PNG with three rows at the same frames: the video (cropped), the true motion and the generated
+    motion, both rendered on ``renderer``'s portrait by the warp renderer.
+
+    Args:
+        path: the ``.png`` to write (atomically).
+        renderer: a :class:`~teller_agent.render.WarpRenderer`.
+        indices: frame indices (e.g. :func:`sheet_indices`).
+    """
+    from ..media import contact_sheet, save_image
+
+    def rendered(motion: MotionLatent) -> list[np.ndarray]:
+        sub = MotionLatent.from_flat(motion.flat()[indices], motion.num_keypoints, motion.space)
+        return list(renderer.render(sub))
+
+    rows = [_video_crops(clip.path, indices, clip.crop, renderer.size), rendered(clip.motion), rendered(generated)]
+    labels = [f"{kind} {i / FPS:.1f}s" for kind in ("video", "true", "generated") for i in indices]
+    sheet = contact_sheet([f for row in rows for f in row], cols=len(indices), labels=labels, thumb=thumb)
+    return save_image(path, sheet)
+
+
+def _fmt(v: float, digits: int = 3, sign: bool = False) -> str:
+    return f"{v:+.{digits}f}" if sign else f"{v:.{digits}f}"
+
+
+def markdown_tables(result: dict[str, Any]) -> str:
+    """The lip-sync tables of a :func:`evaluate_lipsync` result, as markdown.
+
+    Two tables: the mean over clips, one row per method; then one row per clip for the generator.
+    Velocity is the mean absolute frame-to-frame change of the mouth opening (IOD per frame),
+    jitter the mean absolute second difference (IOD per frame squared).
+    """
+    mean = result["mean"]
+    ref = mean["real"]
+    n = ref.get("clips", 0)
+    lines = [
+        f"Mean over {n} clips ({ref.get('duration_s', 0):.1f} s of speech); velocity and jitter of the mouth "
+        f"opening, real clip {_fmt(ref.get('mouth_velocity_true', 0))} and {_fmt(ref.get('mouth_jitter_true', 0))}; "
+        f"blink rate of the real clips {ref.get('blink_rate_true', 0):.1f}/min.",
+        "",
+        "| method | mouth r | LVE (IOD) | best lag (frames) | mean abs lag | velocity (IOD/frame) | "
+        "jitter (IOD/frame²) | blinks/min |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key, label in METHODS.items():
+        s = mean.get(key)
+        if not s or s.get("clips", 0) == 0:
+            continue
+        lines.append(
+            f"| {label} | {_fmt(s['mouth_r'])} | {_fmt(s['lve'])} | {_fmt(s['best_lag'], 1, True)} | "
+            f"{_fmt(s['abs_best_lag'], 1)} | {_fmt(s['mouth_velocity_pred'])} | {_fmt(s['mouth_jitter_pred'])} | "
+            f"{s['blink_rate_pred']:.1f} |")
+    lines += [
+        "",
+        "| clip | seconds | tracked | mouth r | loudness r | LVE (IOD) | best lag | velocity gen / real | "
+        "jitter gen / real | blinks/min gen / real |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in result["clips"]:
+        g, loud = row["metrics"]["generated"], row["metrics"]["loudness"]
+        lines.append(
+            f"| {row['name']} | {row['seconds']:.1f} | {100 * row['valid_fraction']:.0f}% | {_fmt(g['mouth_r'])} | "
+            f"{_fmt(loud['mouth_r'])} | {_fmt(g['lve'])} | {g['best_lag']:+d} | "
+            f"{_fmt(g['mouth_velocity_pred'])} / {_fmt(g['mouth_velocity_true'])} | "
+            f"{_fmt(g['mouth_jitter_pred'])} / {_fmt(g['mouth_jitter_true'])} | "
+            f"{g['blink_rate_pred']:.0f} / {g['blink_rate_true']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_json(path: str | Path, data: dict[str, Any]) -> Path:
+    """Write ``data`` as indented JSON (atomically) and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
+    return path
+
+
+# -- the whole evaluation ---------------------------------------------------------------------
+
+
+def evaluate_lipsync(
+    clips: Sequence[str | Path],
+    out: str | Path,
+    model: str | Path | None = None,
+    seed: int = 0,
+    image: str | Path | None = None,
+    max_seconds: float | None = None,
+    max_lag: int = 8,
+    sheets: bool = True,
+    settings: TellerSettings | None = None,
+    progress: bool = True,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate the generator on real clips and write the report files (see the module docstring).
+
+    Args:
+        clips: video paths (e.g. from :func:`list_clips`).
+        out: output folder (created): ``lipsync.md``, ``lipsync.json``, ``plots/``, ``sheets/``.
+        model: FMLG checkpoint folder; None: ``settings.model_dir`` or the shipped one.
+        seed: sampling seed of the generator and of the loudness baseline's procedural motion.
+        image: portrait for the contact sheets (None: the settings' or the bundled default).
+        max_seconds: evaluate only the first seconds of each clip (None: whole clips).
+        max_lag: largest lag (frames) the best-lag search tries.
+        sheets: also render the contact sheets.
+        settings: sampling and framing options (None: from the environment).
+        progress: a progress bar on stderr.
+        command: the command line, recorded in the JSON.
+
+    Returns:
+        The result dict also written to ``lipsync.json``: ``clips`` (a row per clip, see
+        :func:`evaluate_clip`), ``mean`` (per method, :func:`~teller_agent.eval.metrics.mean_summary`),
+        ``skipped`` (clips that could not be evaluated, with the reason), settings and timing.
+
+    Raises:
+        CheckpointError: the model cannot be loaded. A clip without speech or without a face is skipped
+        (listed under ``skipped``), never fatal.
+    """
+    import torch
+    from tqdm import tqdm
+
+    from ..bench.common import machine
+    from ..errors import AudioLoadError
+    from ..fmlg.generator import MotionGenerator
+
+    settings = settings or TellerSettings()
+    model = model if model is not None else settings.model_dir
+    out = Path(out)
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    if sheets:
+        (out / "sheets").mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    generator = MotionGenerator(model, seed=seed, top_k=settings.top_k,
+                                temperature_mouth=settings.temperature_mouth,
+                                temperature_head=settings.temperature_head)
+    renderer = None
+    if sheets:
+        from ..face import prepare_avatar
+        from ..render import WarpRenderer, set_render_threads
+
+        set_render_threads(settings.render_threads)
+        renderer = WarpRenderer(prepare_avatar(image, settings), grid=settings.render_grid)
+
+    rows, skipped = [], []
+    bar = tqdm(list(clips), desc="eval lipsync", unit="clip", disable=not progress)
+    for path in bar:
+        path = Path(path)
+        bar.set_postfix_str(path.stem)
+        try:
+            clip = load_real_clip(path, max_seconds)
+        except (AudioLoadError, TellerError, ValueError) as exc:
+            skipped.append({"name": path.stem, "reason": str(exc)})
+            log.warning("skipping %s: %s", path.name, exc)
+            continue
+        motion = generator.generate(clip.audio, clip.sample_rate)
+        row, series = evaluate_clip(clip, motion, seed=seed, max_lag=max_lag)
+        row["plot"] = str(plot_mouth(out / "plots" / f"{clip.name}.png", clip.name, series, row["metrics"])
+                          .relative_to(out))
+        if renderer is not None:
+            idx = sheet_indices(series["real"])
+            row["sheet"] = str(contact_sheet_for(out / "sheets" / f"{clip.name}.png", clip, motion[:row["frames"]],
+                                                 renderer, idx).relative_to(out))
+        rows.append(row)
+    bar.close()
+
+    mean = {name: M.mean_summary([r["metrics"][name] for r in rows]) for name in METHODS}
+    result = {
+        "kind": "lipsync",
+        "version": RESULT_VERSION,
+        "command": command,
+        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": machine(),
+        "model": str(model) if model is not None else "models/fmlg-face68 (shipped)",
+        "seed": seed,
+        "max_seconds": max_seconds,
+        "max_lag": max_lag,
+        "shift_frames": SHIFT_FRAMES,
+        "methods": METHODS,
+        "mean": mean,
+        "clips": rows,
+        "skipped": skipped,
+        "wall_seconds": round(time.perf_counter() - start, 1),
+    }
+    write_json(out / "lipsync.json", result)
+    with atomic_path(out / "lipsync.md") as tmp:
+        tmp.write_text(f"# Lip sync: `{command or 'teller-agent eval lipsync'}`\n\n" + markdown_tables(result))
+    return result

@@ -1,0 +1,141 @@
+"""``teller-agent eval lipsync``: the method glue on synthetic clips with known answers, then one real clip."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from teller_agent.bench.common import speech_like
+from teller_agent.eval import lipsync as L
+from teller_agent.eval import metrics as M
+from teller_agent.motion import FACE68, MotionLatent, procedural_motion
+
+SHORT_CLIP = "deep_avsr__00022"  # 3.2 s, 160x160, held out from training
+
+
+@pytest.fixture(scope="module")
+def clip(avatar) -> L.RealClip:
+    """A synthetic "real" clip: the default portrait's rest face driven by procedural talking motion."""
+    portrait = FACE68.lift(np.asarray(avatar.landmarks, np.float32), avatar.size)
+    motion = procedural_motion(150, seed=3)
+    landmarks = portrait.drive(motion)[..., :2].astype(np.float64)
+    return L.RealClip("synthetic", Path("synthetic.mp4"), motion, portrait, landmarks, speech_like(6.0), 16000,
+                      1.0, 0.0, (0.0, 0.0, 512.0))
+
+
+def _shifted(motion: MotionLatent, k: int) -> MotionLatent:
+    return MotionLatent.from_flat(M.shift(motion.flat(), k), motion.num_keypoints, motion.space)
+
+
+def test_generated_equal_to_the_truth_scores_perfectly(clip):
+    row, series = L.evaluate_clip(clip, clip.motion)
+    assert list(row["metrics"]) == list(L.METHODS) == list(series)
+    g = row["metrics"]["generated"]
+    assert g["mouth_r"] == pytest.approx(1.0) and g["lve"] == 0.0 and g["best_lag"] == 0
+    assert g["mouth_velocity_pred"] == pytest.approx(g["mouth_velocity_true"]) and g["mouth_velocity_true"] > 0
+    assert g["blink_rate_pred"] == g["blink_rate_true"] > 0  # procedural motion blinks
+    assert row["metrics"]["real"] == g
+    assert row["frames"] == 150 and row["seconds"] == 6.0
+
+
+@pytest.mark.parametrize("k", [1, 2, -3])
+def test_a_late_generator_shows_its_lag(clip, k):
+    row, _ = L.evaluate_clip(clip, _shifted(clip.motion, k))
+    g = row["metrics"]["generated"]
+    assert g["best_lag"] == k and g["lve"] > 0 and g["mouth_r"] < 1.0
+
+
+def test_baselines_have_their_known_answers(clip, no_nan_warnings):
+    row, series = L.evaluate_clip(clip, clip.motion)
+    met = row["metrics"]
+    assert met[f"true_shift_+{L.SHIFT_FRAMES}"]["best_lag"] == L.SHIFT_FRAMES
+    assert met[f"true_shift_-{L.SHIFT_FRAMES}"]["best_lag"] == -L.SHIFT_FRAMES
+    frozen = met["frozen_mouth"]
+    assert np.ptp(series["frozen_mouth"]) == 0.0  # constant: r, lag, velocity, jitter, blinks are all 0
+    assert frozen["mouth_r"] == 0.0 and frozen["best_lag"] == 0 and frozen["mouth_jitter_pred"] == 0.0
+    assert frozen["blink_rate_pred"] == 0.0 and frozen["lve"] > 0
+    # The loudness baseline's jaw follows the audio's 3 Hz syllables, not the procedural mouth.
+    loud = L.loudness_motion(clip.audio, 16000, 150)
+    assert len(loud) == 150 and met["loudness"]["mouth_r"] < 0.9
+    assert all(math.isfinite(v) for s in met.values() for v in s.values())
+
+
+@pytest.fixture
+def no_nan_warnings():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
+
+
+def test_generated_length_decides_the_frames(clip):
+    row, series = L.evaluate_clip(clip, clip.motion[:140])
+    assert row["frames"] == 140 and all(len(s) == 140 for s in series.values())
+
+
+def test_tables_plot_and_sheet_indices(clip, tmp_path):
+    row, series = L.evaluate_clip(clip, _shifted(clip.motion, 1))
+    result = {"mean": {k: M.mean_summary([row["metrics"][k]]) for k in L.METHODS}, "clips": [row]}
+    md = L.markdown_tables(result)
+    for label in L.METHODS.values():
+        assert f"| {label} |" in md
+    assert "| synthetic | 6.0 | 100% |" in md and "| +1 |" in md
+    png = L.plot_mouth(tmp_path / "p.png", "synthetic", series, row["metrics"])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    idx = L.sheet_indices(series["real"], 6)
+    assert len(idx) == 6 and idx == sorted(idx) and all(0 <= i < 150 for i in idx)
+    assert L.sheet_indices(np.zeros(3), 6) == [0, 1, 2] and L.sheet_indices(np.zeros(0)) == []
+
+
+def test_list_clips_filters(tmp_path):
+    for stem in ("a", "b", "deep_avsr__00022"):
+        (tmp_path / f"{stem}.mp4").write_bytes(b"")
+    (tmp_path / "a.wav").write_bytes(b"")
+    assert [p.stem for p in L.list_clips(tmp_path)] == ["a", "b", "deep_avsr__00022"]
+    assert [p.stem for p in L.list_clips(tmp_path, heldout=True)] == ["deep_avsr__00022"]
+    assert [p.stem for p in L.list_clips(tmp_path, names=["b"])] == ["b"]
+    assert len(L.list_clips(tmp_path, limit=2)) == 2
+    from teller_agent.errors import TellerError
+
+    with pytest.raises(TellerError, match="does not exist"):
+        L.list_clips(tmp_path / "missing")
+    with pytest.raises(TellerError, match="no talking clip"):
+        L.list_clips(tmp_path, names=["zzz"])
+
+
+def test_eval_lipsync_on_a_real_clip(shared_data, tmp_path, settings, monkeypatch, capsys):
+    """End to end through the CLI on one short held-out clip (skips without ../shared/data)."""
+    from teller_agent.cli import main
+
+    monkeypatch.setenv("TELLER_CACHE_DIR", str(settings.cache_dir))
+    clips = shared_data / "talking"
+    if not (clips / f"{SHORT_CLIP}.mp4").is_file():
+        pytest.skip(f"{SHORT_CLIP}.mp4 is not in {clips}")
+    out, record = tmp_path / "ls", tmp_path / "results" / "lipsync.json"
+    assert main(["eval", "lipsync", "--clips", str(clips), "--clip", SHORT_CLIP, "--out", str(out),
+                 "--record", str(record), "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert f"| {SHORT_CLIP} |" in printed
+    result = json.loads((out / "lipsync.json").read_text())
+    assert json.loads(record.read_text()) == result
+    assert result["command"].startswith("teller-agent eval lipsync") and not result["skipped"]
+    (row,) = result["clips"]
+    assert row["name"] == SHORT_CLIP and 75 <= row["frames"] <= 82 and row["valid_fraction"] > 0.9
+    met = row["metrics"]
+    assert set(met) == set(L.METHODS) == set(result["mean"])
+    assert met["real"]["mouth_r"] == pytest.approx(1.0) and met["real"]["lve"] == 0.0
+    # Real speech: the true mouth moves, and shifting it by 4 frames is found as a 4-frame lag.
+    assert met["real"]["mouth_velocity_true"] > 0.005
+    assert met[f"true_shift_+{L.SHIFT_FRAMES}"]["best_lag"] == L.SHIFT_FRAMES
+    assert met[f"true_shift_-{L.SHIFT_FRAMES}"]["best_lag"] == -L.SHIFT_FRAMES
+    g = met["generated"]
+    assert -1.0 <= g["mouth_r"] <= 1.0 and 0.0 < g["lve"] < 1.0 and abs(g["best_lag"]) <= 8
+    for name in ("plots", "sheets"):
+        png = out / row["plot" if name == "plots" else "sheet"]
+        assert png.parent.name == name and png.read_bytes()[:4] == b"\x89PNG"
+    assert "| FMLG, from audio alone |" in (out / "lipsync.md").read_text()
