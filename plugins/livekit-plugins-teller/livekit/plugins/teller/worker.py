@@ -1,0 +1,159 @@
+"""The avatar worker: a LiveKit agent worker that renders Teller avatars for other agents.
+
+Run it like any LiveKit agent (``LIVEKIT_URL``, ``LIVEKIT_API_KEY``, ``LIVEKIT_API_SECRET``)::
+
+    python -m livekit.plugins.teller.worker start     # or dev
+
+It registers under the agent name ``teller-avatar`` (explicit dispatch only). An agent
+using ``teller.AvatarSession(mode="worker")`` dispatches it to its room with job
+metadata naming the agent; the worker joins as ``avatar_identity`` with
+``lk.publish_on_behalf`` set to that agent, accepts audio data streams from that agent
+only (``DataStreamAudioReceiver(sender_identity=...)``), publishes the avatar's video and
+audio, publishes its :class:`TellerMetrics` as the participant attribute
+``teller.metrics`` every 2 s, and leaves when the agent does.
+
+Load: each session needs one real-time stream of frames; the worker reports
+``max(CPU load, sessions / max_sessions)`` so LiveKit stops dispatching to a
+full machine (``TELLER_WORKER_MAX_SESSIONS``, default: CPU cores).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+
+from livekit import rtc
+from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobProcess, JobRequest, cli
+from livekit.agents.types import ATTRIBUTE_PUBLISH_ON_BEHALF
+from livekit.agents.voice.avatar import AvatarOptions, DataStreamAudioReceiver
+
+from teller_agent.config import FPS, TellerSettings
+
+from .avatar import DEFAULT_SAMPLE_RATE, DEFAULT_WORKER_AGENT_NAME
+from .log import logger
+from .metrics import METRICS_ATTRIBUTE
+from .runner import TellerAvatarRunner
+from .video_generator import TellerVideoGenerator
+
+_active_sessions = 0
+
+
+def _max_sessions() -> int:
+    return int(os.environ.get("TELLER_WORKER_MAX_SESSIONS") or os.cpu_count() or 1)
+
+
+def worker_load(server: AgentServer) -> float:
+    """The load this worker reports to LiveKit, in [0, 1]: the larger of the machine's CPU use and
+    the share of its session capacity in use."""
+    from livekit.agents.worker import _DefaultLoadCalc
+
+    return max(_DefaultLoadCalc.get_load(server), min(1.0, _active_sessions / _max_sessions()))
+
+
+def _prewarm(proc: JobProcess) -> None:
+    """Load the motion model and the VAD once per job process, before any job arrives."""
+    import torch
+
+    from teller_agent.fmlg.checkpoint import load_checkpoint
+    from teller_agent.stream.gate import _silero
+
+    torch.set_num_threads(1)
+    proc.userdata["checkpoint"] = load_checkpoint(TellerSettings().model_dir)
+    _silero()
+
+
+async def _on_request(req: JobRequest) -> None:
+    try:
+        meta = json.loads(req.job.metadata or "{}")
+        agent_identity, identity = meta["agent_identity"], meta["avatar_identity"]
+    except (ValueError, KeyError):
+        logger.error("rejecting a dispatch without agent_identity/avatar_identity metadata; "
+                     "dispatch the avatar with livekit.plugins.teller.AvatarSession(mode='worker')")
+        await req.reject()
+        return
+    await req.accept(name="Teller avatar", identity=identity,
+                     attributes={ATTRIBUTE_PUBLISH_ON_BEHALF: agent_identity})
+
+
+async def _entrypoint(ctx: JobContext) -> None:
+    global _active_sessions
+    from teller_agent.fmlg.generator import MotionGenerator
+    from teller_agent.stream import AvatarEngine
+
+    meta = json.loads(ctx.job.metadata or "{}")
+    agent_identity = meta["agent_identity"]
+    settings = TellerSettings()
+    if meta.get("avatar_image"):
+        settings = settings.model_copy(update={"avatar_image": meta["avatar_image"]})
+    sample_rate = int(meta.get("sample_rate") or DEFAULT_SAMPLE_RATE)
+
+    def build() -> AvatarEngine:
+        from teller_agent.face import prepare_avatar
+        from teller_agent.render import set_render_threads
+
+        set_render_threads(settings.render_threads)
+        avatar = prepare_avatar(settings.avatar_image, settings)  # raises before we join if no face
+        ck = ctx.proc.userdata.get("checkpoint")
+        generator = MotionGenerator(ck if ck is not None else settings.model_dir, seed=settings.seed,
+                                    top_k=settings.top_k, temperature_mouth=settings.temperature_mouth,
+                                    temperature_head=settings.temperature_head)
+        return AvatarEngine(avatar, generator, sample_rate=sample_rate, seed=settings.seed,
+                            vad=bool(meta.get("vad", True)), stamp_frames=bool(meta.get("stamp_frames", False)),
+                            render_grid=settings.render_grid)
+
+    engine = await asyncio.to_thread(build)
+    await ctx.connect(auto_subscribe=AutoSubscribe.SUBSCRIBE_NONE)
+    size = engine.renderer.size
+    video_gen = TellerVideoGenerator(engine)
+    runner = TellerAvatarRunner(
+        ctx.room,
+        audio_recv=DataStreamAudioReceiver(ctx.room, sender_identity=agent_identity),
+        video_gen=video_gen,
+        options=AvatarOptions(video_width=size, video_height=size, video_fps=FPS,
+                              audio_sample_rate=sample_rate, audio_channels=1),
+    )
+    video_gen.set_av_sync(runner.av_sync)
+    done = asyncio.Event()
+
+    def _on_left(p: rtc.RemoteParticipant) -> None:
+        if p.identity == agent_identity:
+            logger.info("agent left the room, stopping the avatar", extra={"agent": agent_identity})
+            done.set()
+
+    ctx.room.on("participant_disconnected", _on_left)
+    ctx.room.on("disconnected", lambda *_: done.set())
+    if agent_identity not in ctx.room.remote_participants:
+        logger.warning("the agent is not in the room (yet)", extra={"agent": agent_identity})
+    _active_sessions += 1
+    try:
+        await runner.start()
+        while not done.is_set():
+            try:
+                await asyncio.wait_for(done.wait(), 2.0)
+            except asyncio.TimeoutError:
+                await ctx.room.local_participant.set_attributes({METRICS_ATTRIBUTE: video_gen.metrics().to_json()})
+    finally:
+        _active_sessions -= 1
+        await runner.aclose()
+        await video_gen.aclose()
+        ctx.shutdown("agent left")
+
+
+def build_server(agent_name: str = DEFAULT_WORKER_AGENT_NAME, **server_kwargs) -> AgentServer:
+    """An ``AgentServer`` for the avatar worker (``server_kwargs`` go to ``AgentServer``)."""
+    server_kwargs.setdefault("setup_fnc", _prewarm)
+    server_kwargs.setdefault("load_fnc", worker_load)
+    server_kwargs.setdefault("num_idle_processes", 1)
+    server = AgentServer(**server_kwargs)
+    server.rtc_session(_entrypoint, agent_name=agent_name, on_request=_on_request)
+    return server
+
+
+def main() -> None:
+    """``python -m livekit.plugins.teller.worker start|dev|...`` (the livekit-agents CLI)."""
+    cli.run_app(build_server())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""The live streaming engine: audio pairing, sample rates, VAD mouth gate, interruption settle, idle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from teller_agent.stream import INTERRUPT_SETTLE, AvatarEngine, IdleMotion, read_stamp, stamp
+
+
+@pytest.fixture(scope="module")
+def engine(avatar):
+    import torch
+
+    from teller_agent.fmlg.generator import MotionGenerator
+
+    torch.set_num_threads(1)
+    return AvatarEngine(avatar, MotionGenerator(), sample_rate=24000, stamp_frames=True)
+
+
+@pytest.fixture(scope="module")
+def speech():
+    """(pcm float32, 22050 Hz): a spoken sentence from espeak-ng."""
+    from teller_agent.data.espeak import synthesize
+
+    u = synthesize("Hello there. I am the avatar, and this is a test sentence.")
+    return u.pcm.astype(np.float32), u.sample_rate
+
+
+def run_turn(engine, pcm, sr, chunk_ms=20):
+    n = max(1, sr * chunk_ms // 1000)
+    frames = []
+    for i in range(0, len(pcm), n):
+        frames += engine.push_audio(pcm[i : i + n], sr)
+    return frames + engine.end_turn()
+
+
+def test_each_frame_carries_its_own_40ms_of_audio(engine):
+    rng = np.random.default_rng(0)
+    pcm = (rng.standard_normal(24000 * 2 + 500) * 3000).astype(np.int16)  # 2.02 s at the output rate
+    frames = run_turn(engine, pcm, 24000, chunk_ms=30)
+    assert all(f.speaking for f in frames)
+    assert [f.index for f in frames] == list(range(len(frames)))
+    assert len(frames) == round(len(pcm) / 960)
+    assert all(len(f.audio) == 960 for f in frames[:-1])
+    played = np.concatenate([f.audio for f in frames])
+    np.testing.assert_array_equal(played[: len(pcm)], pcm)  # nothing lost, nothing reordered
+    assert not played[len(pcm):].any()
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 24000, 48000])
+def test_any_input_rate_gives_the_same_timeline(engine, speech, rate):
+    from teller_agent.media import resample
+
+    pcm, sr = speech
+    x = resample(pcm, sr, rate)
+    frames = run_turn(engine, x, rate)
+    seconds = len(x) / rate
+    assert abs(len(frames) - seconds * 25) <= 1
+    played = sum(len(f.audio) for f in frames) / 24000
+    assert abs(played - seconds) <= 0.04
+    assert max(f.mouth for f in frames) > 0.01  # it talked
+
+
+def test_pauses_inside_a_sentence_close_the_mouth(engine, speech):
+    pcm, sr = speech
+    gap = np.zeros(sr, np.float32)  # 1 s pause mid-turn
+    frames = run_turn(engine, np.concatenate([pcm, gap, pcm]), sr)
+    n1 = round(len(pcm) / sr * 25)
+    pause = [f.mouth for f in frames[n1 + 8 : n1 + 25 - 8]]  # the middle of the pause
+    talk = [f.mouth for f in frames[5:n1]]
+    assert max(pause) < 0.002, pause
+    assert np.mean(talk) > 5 * max(max(pause), 1e-4)
+
+
+def test_interruption_settles_to_neutral_in_three_frames_without_a_jump(engine, speech):
+    pcm, sr = speech
+    frames = []
+    for i in range(0, len(pcm) // 2, sr // 50):
+        frames += engine.push_audio(pcm[i : i + sr // 50], sr)
+    talking = [f for f in frames if f.mouth > 0.02]
+    assert talking, "the sentence never opened the mouth"
+    # interrupt on an open-mouth frame: feed until the last frame is open
+    last = frames[-1].mouth
+    engine.interrupt()
+    assert not engine.speaking and engine.buffered_s == 0
+    after = [engine.idle_frame() for _ in range(6)]
+    assert not any(f.speaking for f in after)
+    assert abs(after[2].mouth) < 1e-6  # neutral by the third frame (120 ms)
+    steps = np.abs(np.diff([last] + [f.mouth for f in after]))
+    assert steps.max() <= abs(last) * max(1 - INTERRUPT_SETTLE[0], INTERRUPT_SETTLE[0] - INTERRUPT_SETTLE[1]) + 1e-4
+    # the next turn plays normally
+    again = run_turn(engine, pcm, sr)
+    assert abs(len(again) - len(pcm) / sr * 25) <= 1 and max(f.mouth for f in again) > 0.01
+
+
+def test_three_interruptions_in_a_second_do_not_break_the_next_turn(engine, speech):
+    pcm, sr = speech
+    for _ in range(3):
+        for i in range(0, sr // 3, sr // 50):
+            engine.push_audio(pcm[i : i + sr // 50], sr)
+        engine.interrupt()
+    frames = run_turn(engine, pcm, sr)
+    assert [f.index for f in frames] == list(range(len(frames)))
+    assert abs(len(frames) - len(pcm) / sr * 25) <= 1
+
+
+def test_idle_is_alive_and_closed_mouthed(engine):
+    frames = [engine.idle_frame() for _ in range(125 + 4)][4:]  # 5 s, after any settle of the last turn
+    assert all(abs(f.mouth) < 1e-6 and f.audio is None for f in frames)
+    diffs = [np.abs(a.image.astype(int) - b.image.astype(int)).mean() for a, b in zip(frames, frames[1:])]
+    assert min(diffs) > 0 or np.count_nonzero(diffs) > 100  # not a frozen picture
+    motion = IdleMotion(0)
+    blinks = [float(motion.next_frame().exp[0, 37, 1]) for _ in range(25 * 60)]
+    assert 5 <= sum(1 for a, b in zip(blinks, blinks[1:]) if a <= 0 < b or (a == 0 and b > 0)) <= 40
+
+
+def test_frame_stamp_round_trips_through_jpeg():
+    import cv2
+
+    rng = np.random.default_rng(1)
+    for code in (0, 1, 0x8000, 0x8123, 0xFFFF, 12345):
+        img = rng.integers(0, 255, (512, 512, 3), dtype=np.uint8)
+        stamp(img, code)
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 60])
+        assert read_stamp(cv2.imdecode(buf, cv2.IMREAD_COLOR)) == code
+    assert read_stamp(np.full((512, 512, 3), 128, np.uint8)) is None
+
+
+def test_bad_sample_rate_is_rejected(avatar):
+    from teller_agent.fmlg.generator import MotionGenerator
+
+    with pytest.raises(ValueError, match="multiple of 25"):
+        AvatarEngine(avatar, MotionGenerator(), sample_rate=22049)
