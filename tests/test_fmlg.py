@@ -127,3 +127,30 @@ def test_missing_and_corrupt_checkpoints(tmp_path, tiny_checkpoint):
     (broken / "config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="corrupt"):
         MotionGenerator(broken)
+
+
+@pytest.mark.parametrize("streams", [1, 2])
+def test_depth_sampler_matches_the_teacher_forced_depth_head(streams):
+    """The inference sampler (batched mouth/head chains) picks exactly the tokens that the training-time
+    depth head's logits give for the same uniform draws, with each chain's earlier tokens as teacher."""
+    torch.manual_seed(streams)
+    cfg = GeneratorConfig(d_model=32, tokens_per_frame=6, mouth_tokens=3, codebook_size=40, depth_streams=streams)
+    head = MotionTokenGenerator(cfg).depth.eval()
+    temps, top_k = [0.5] * 3 + [1.0] * 3, 7
+    sampler = head.sampler(temps, top_k)
+    h, uniform = torch.randn(32), torch.rand(6, top_k)
+    with torch.no_grad():
+        tokens = sampler(h, uniform)
+        logits = head(h[None, None], tokens[None, None])[0, 0]  # (K, V), teacher-forced on the sampled tokens
+    gumbel = -torch.log(-torch.log(uniform))
+    for k in range(6):
+        top, idx = logits[k].topk(top_k)
+        assert tokens[k] == idx[(top / temps[k] + gumbel[k]).argmax()]
+
+
+def test_old_configs_keep_one_depth_chain():
+    d = GeneratorConfig().to_dict()
+    del d["depth_streams"]
+    assert GeneratorConfig.from_dict(d).depth_streams == 1
+    with pytest.raises(ValueError, match="mouth"):
+        MotionTokenGenerator(GeneratorConfig(d_model=32, tokens_per_frame=6, mouth_tokens=2, depth_streams=2))

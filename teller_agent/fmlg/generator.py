@@ -101,6 +101,7 @@ class MotionGenerator:
         self._temps = [temperature_mouth] * cfg.mouth_tokens + [temperature_head] * (
             cfg.tokens_per_frame - cfg.mouth_tokens
         )
+        self._depth = self.model.depth.sampler(self._temps, top_k)
         self.reset()
 
     # -- public API -------------------------------------------------------------
@@ -197,18 +198,10 @@ class MotionGenerator:
         model = self.model
         x = model.frame_inputs(audio_emb[None, None], None if self._prev is None else self._prev[None, None])
         h = model.backbone(inputs_embeds=x, past_key_values=self._cache, use_cache=True).last_hidden_state[0, -1]
-        depth, v, n = model.depth, model.cfg.codebook_size, model.cfg.tokens_per_frame
         # Gumbel-max over the top-k logits = sampling from their softmax; one seeded draw per frame.
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self._frame)
-        gumbel = -torch.log(-torch.log(torch.rand(n, self.top_k, generator=gen).clamp_(1e-10, 1.0)))
-        prefix = torch.zeros_like(h)
-        tokens = []
-        for k in range(n):
-            top, idx = depth.level_logits(h + prefix, k).topk(self.top_k)
-            choice = idx[int((top / self._temps[k] + gumbel[k]).argmax())]
-            tokens.append(choice)
-            prefix = prefix + depth.embed.weight[choice + k * v]
-        self._prev = torch.stack(tokens)
+        tokens = self._depth(h, torch.rand(model.cfg.tokens_per_frame, self.top_k, generator=gen))
+        self._prev = tokens
         self._frame += 1
         return self._prev
 

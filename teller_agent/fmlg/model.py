@@ -10,10 +10,15 @@ attention with a sliding window (Meta, arXiv 2510.01176, sec. 3: windowed
 attention with RoPE, no future audio) keeps the KV cache bounded, so an
 hour-long stream runs in constant memory.
 
-A depth head predicts the ``K`` motion tokens of frame ``t`` coarse to fine
-(mouth RVQ levels, then head levels): token ``k`` is predicted from ``h_t``
-plus the embeddings of tokens ``0..k-1`` of the same frame, as in RQ-Transformer
-(Lee et al., CVPR 2022), so the levels of one frame are sampled jointly.
+A depth head predicts the ``K`` motion tokens of frame ``t`` coarse to fine, as
+in RQ-Transformer (Lee et al., CVPR 2022): each token is predicted from ``h_t``
+plus the embeddings of the coarser tokens of the same frame. With
+``depth_streams = 2`` (the default) the mouth and head streams are two chains
+side by side: mouth level ``j`` sees mouth levels ``< j``, head level ``j``
+head levels ``< j``, so level ``j`` of both streams is computed in one batched
+step (``K / 2`` sequential steps per frame instead of ``K``). With
+``depth_streams = 1`` (checkpoints made before this option) one chain runs over
+all ``K`` tokens (mouth levels, then head levels).
 """
 
 from __future__ import annotations
@@ -48,12 +53,16 @@ class GeneratorConfig:
     # lips must be predicted from the audio rather than copied from the last frame.
     prev_mask_mouth: float = 0.6
     prev_mask_head: float = 0.15
+    # Depth head: 1 = one coarse-to-fine chain over all K tokens, 2 = mouth and head chains side by side.
+    depth_streams: int = 2
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> GeneratorConfig:
+        d = dict(d)
+        d.setdefault("depth_streams", 1)  # checkpoints written before the option had one chain
         return cls(**d)
 
     def backbone_config(self) -> Qwen2Config:
@@ -74,11 +83,20 @@ class GeneratorConfig:
 
 
 class DepthHead(nn.Module):
-    """Predicts the K tokens of one frame from ``h`` (B, T, D) coarse to fine (teacher-forced in training)."""
+    """Predicts the K tokens of one frame from ``h`` (B, T, D) coarse to fine (teacher-forced in training).
+
+    Token ``k``'s logits are ``out_k(gelu(hidden_k(LayerNorm(h + prefix_k))))`` where ``prefix_k`` sums the
+    embeddings of the tokens before ``k`` in its chain (see the module docstring for ``depth_streams``).
+    """
 
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
         k, v, d = cfg.tokens_per_frame, cfg.codebook_size, cfg.d_model
+        if cfg.depth_streams not in (1, 2):
+            raise ValueError(f"depth_streams must be 1 or 2, got {cfg.depth_streams}")
+        if cfg.depth_streams == 2 and 2 * cfg.mouth_tokens != k:
+            raise ValueError(f"depth_streams = 2 needs as many mouth as head tokens, got {cfg.mouth_tokens} of {k}")
+        self.streams, self.mouth_tokens = cfg.depth_streams, cfg.mouth_tokens
         self.embed = nn.Embedding(k * v, d)
         self.norm = nn.LayerNorm(d)
         self.hidden = nn.ModuleList(nn.Linear(d, d) for _ in range(k))
@@ -91,8 +109,62 @@ class DepthHead(nn.Module):
     def forward(self, h: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Teacher-forced logits (B, T, K, V) for target ``tokens`` (B, T, K)."""
         emb = self.embed(tokens + self.offsets)  # (B, T, K, D)
-        prefix = torch.cumsum(emb, dim=2) - emb  # sum of the embeddings of earlier levels
+        if self.streams == 1:
+            prefix = torch.cumsum(emb, dim=2) - emb  # sum of the embeddings of earlier levels
+        else:
+            m = self.mouth_tokens
+            prefix = torch.cat([torch.cumsum(emb[:, :, :m], 2), torch.cumsum(emb[:, :, m:], 2)], 2) - emb
         return torch.stack([self.level_logits(h + prefix[:, :, k], k) for k in range(tokens.shape[-1])], 2)
+
+    def sampler(self, temperatures: list[float], top_k: int) -> DepthSampler:
+        """A :class:`DepthSampler` over a snapshot of the current weights (inference)."""
+        return DepthSampler(self, temperatures, top_k)
+
+
+class DepthSampler:
+    """Samples one frame's K tokens from ``h`` (D,) with the depth head, coarse to fine.
+
+    The weights are snapshotted (stacked per step) when it is made, so make a new one after training
+    changes them. Sampling is Gumbel-max over the ``top_k`` logits divided by the token's temperature
+    (= sampling from their softmax), driven by the caller's uniform draws, so it is deterministic.
+    With ``depth_streams = 2`` the mouth and head levels ``j`` run as one batched step.
+    """
+
+    def __init__(self, head: DepthHead, temperatures: list[float], top_k: int):
+        k = len(head.hidden)
+        self.k, self.top_k, self.codebook = k, top_k, head.out[0].out_features
+        self.embed = head.embed.weight.detach()
+        self.ln = (head.norm.normalized_shape, head.norm.weight.detach(), head.norm.bias.detach(), head.norm.eps)
+        chains = [list(range(k))] if head.streams == 1 else [list(range(head.mouth_tokens)),
+                                                              list(range(head.mouth_tokens, k))]
+        self.chains = chains
+        self.steps = []
+        for j in range(len(chains[0])):
+            lv = [c[j] for c in chains]  # the levels computed together at step j
+            self.steps.append((
+                torch.tensor(lv),
+                torch.stack([head.hidden[i].weight.detach().T for i in lv]),  # (S, D, D)
+                torch.stack([head.hidden[i].bias.detach()[None] for i in lv]),  # (S, 1, D)
+                torch.stack([head.out[i].weight.detach().T for i in lv]),  # (S, D, V)
+                torch.stack([head.out[i].bias.detach()[None] for i in lv]),  # (S, 1, V)
+                torch.tensor([temperatures[i] for i in lv])[:, None],  # (S, 1)
+                torch.tensor(lv) * self.codebook,
+            ))
+
+    def __call__(self, h: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+        """Tokens (K,) int64 of one frame from ``h`` (D,) and uniform draws ``uniform`` (K, top_k) in (0, 1]."""
+        gumbel = -torch.log(-torch.log(uniform.clamp(1e-10, 1.0)))
+        s = len(self.chains)
+        x = h.expand(s, 1, -1)
+        tokens = torch.empty(self.k, dtype=torch.long)
+        for lv, w1, b1, w2, b2, temp, off in self.steps:
+            y = F.gelu(torch.baddbmm(b1, F.layer_norm(x, *self.ln), w1))
+            top, idx = torch.baddbmm(b2, y, w2)[:, 0].topk(self.top_k)  # (S, top_k)
+            pick = (top / temp + gumbel[lv]).argmax(1, keepdim=True)
+            choice = idx.gather(1, pick)[:, 0]  # (S,)
+            tokens[lv] = choice
+            x = x + self.embed[choice + off][:, None]
+        return tokens
 
 
 class MotionTokenGenerator(nn.Module):
@@ -116,7 +188,8 @@ class MotionTokenGenerator(nn.Module):
             return audio_emb + self.bos
         return audio_emb + self.token_embed(prev_tokens + self.offsets).sum(2)
 
-    def forward(self, mel: torch.Tensor, tokens: torch.Tensor, first_is_bos: torch.Tensor) -> torch.Tensor:
+    def forward(self, mel: torch.Tensor, tokens: torch.Tensor, first_is_bos: torch.Tensor,
+                return_hidden: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Teacher-forced logits.
 
         Args:
@@ -124,9 +197,12 @@ class MotionTokenGenerator(nn.Module):
                 (``mel.shape[1] // 4 - T - lookahead``) only warm up the causal audio encoder.
             tokens: (B, T + 1, K) int64: the frame before the window, then the T target frames.
             first_is_bos: (B,) bool: the window starts the clip (the frame before is BOS).
+            return_hidden: also return the transformer output and the audio embeddings (training
+                uses them for auxiliary regression losses).
 
         Returns:
-            (B, T, K, V) float32 logits for ``tokens[:, 1:]``.
+            (B, T, K, V) float32 logits for ``tokens[:, 1:]``; with ``return_hidden``, the tuple
+            ``(logits, h (B, T, D), audio_emb (B, T, D))``.
         """
         t = tokens.shape[1] - 1
         audio_emb = self.audio(mel)[:, -t:]
@@ -141,4 +217,5 @@ class MotionTokenGenerator(nn.Module):
         bos_rows = first_is_bos[:, None, None] & (torch.arange(t, device=mel.device) == 0)[None, :, None]
         x = audio_emb + torch.where(bos_rows, self.bos.expand_as(prev), prev)
         h = self.backbone(inputs_embeds=x, use_cache=False).last_hidden_state
-        return self.depth(h, tokens[:, 1:])
+        logits = self.depth(h, tokens[:, 1:])
+        return (logits, h, audio_emb) if return_hidden else logits
