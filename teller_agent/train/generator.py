@@ -13,27 +13,33 @@ from tqdm import tqdm
 from ..fmlg.checkpoint import FMLGCheckpoint, load_checkpoint, save_checkpoint
 from ..fmlg.generator import MotionGenerator
 from ..fmlg.model import GeneratorConfig, MotionTokenGenerator
+from ..fmlg.tokenizer import MOUTH_DIM
+from ..eval.metrics import pearson
 from .dataset import Clip, load_clips, sample_clips
-from .evaluate import mouth_sync
+from .evaluate import clip_mouth_opening, mouth_sync
 from .plots import plot_curves
 
 _SILENCE_MEL = -1.0  # log-mel value of digital silence (the feature floor)
 
 
 class _TokenizedClip:
-    def __init__(self, clip: Clip, tokens: np.ndarray, lookahead: int):
+    def __init__(self, clip: Clip, tokens: np.ndarray, lookahead: int, mouth: np.ndarray):
         self.clip = clip
         self.tokens = tokens  # (T, K) int64
         self.mel = clip.mel(lookahead)  # (4 (T + L), 80)
+        self.mouth = mouth  # (T, MOUTH_DIM) float32 normalised mouth features (auxiliary regression target)
 
 
 def _batch(items: list[_TokenizedClip], length: int, batch: int, context: int, lookahead: int,
-           rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    picks = sample_clips([it.tokens.shape[0] for it in items], [it.clip.kind for it in items], batch, rng)
+           rng: np.random.Generator, real_fraction: float = 0.5
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    picks = sample_clips([it.tokens.shape[0] for it in items], [it.clip.kind for it in items], batch, rng,
+                         real_fraction)
     s_len = min(length, min(items[i].tokens.shape[0] for i in picks))
     k = items[0].tokens.shape[1]
     mel = np.full((batch, 4 * (context + s_len + lookahead), 80), _SILENCE_MEL, np.float32)
     tokens = np.zeros((batch, s_len + 1, k), np.int64)
+    mouth = np.zeros((batch, s_len, MOUTH_DIM), np.float32)
     first = np.zeros(batch, bool)
     for b, i in enumerate(picks):
         it = items[i]
@@ -43,10 +49,25 @@ def _batch(items: list[_TokenizedClip], length: int, batch: int, context: int, l
         seg = it.mel[4 * lo : 4 * (s + s_len + lookahead)]
         mel[b, mel.shape[1] - len(seg) :] = seg
         tokens[b, 1:] = it.tokens[s : s + s_len]
+        mouth[b] = it.mouth[s : s + s_len]
         if s > 0:
             tokens[b, 0] = it.tokens[s - 1]
         first[b] = s == 0
-    return torch.from_numpy(mel), torch.from_numpy(tokens), torch.from_numpy(first)
+    return torch.from_numpy(mel), torch.from_numpy(tokens), torch.from_numpy(first), torch.from_numpy(mouth)
+
+
+def _audio_mouth_r(model: MotionTokenGenerator, head: torch.nn.Module, tokenizer, clips: list[_TokenizedClip]) -> float:
+    """Mean held-out Pearson r of mouth opening predicted by the auxiliary head from the audio
+    embedding alone (a diagnostic of what the audio encoder knows; true head pose and eyes)."""
+    rs = []
+    with torch.no_grad():
+        for it in clips:
+            emb = model.audio(torch.from_numpy(it.mel)[None])[0]  # (T, D)
+            mouth = head(emb) * tokenizer.std[:MOUTH_DIM] + tokenizer.mean[:MOUTH_DIM]
+            feats = it.clip.features.copy()
+            feats[:, :MOUTH_DIM] = mouth.numpy()
+            rs.append(pearson(clip_mouth_opening(it.clip, feats), clip_mouth_opening(it.clip, it.clip.features)))
+    return float(np.mean(rs)) if rs else float("nan")
 
 
 def train_generator(
@@ -61,9 +82,24 @@ def train_generator(
     config: GeneratorConfig | None = None,
     progress: bool = True,
     command: str | None = None,
+    real_fraction: float = 0.5,
+    aux_mouth: float = 1.0,
+    threads: int | None = None,
+    eval_temperatures: tuple[float, ...] = (0.5, 0.2),
 ) -> dict:
     """Train the generator on the tokens of the tokenizer stored in ``checkpoint``; writes
-    ``generator.safetensors``, updates ``config.json`` and draws ``generator_loss.png`` there."""
+    ``generator.safetensors``, updates ``config.json`` and draws ``generator_loss.png`` there.
+
+    Loss: cross-entropy of the frame's tokens (mouth levels weighted 2x), plus ``aux_mouth`` times
+    the MSE of the frame's normalised mouth features (jaw + lips, ``MOUTH_DIM`` values) regressed
+    linearly from the transformer output ``h_t`` and, separately, from the audio embedding alone.
+    The regression heads are training-only (not saved); they give the audio path a dense,
+    continuous lip target next to the sparse token targets, which on their own let the model
+    lean on the previous frame's tokens. ``real_fraction`` of the windows come from real clips;
+    ``threads`` sets ``torch.set_num_threads`` (None: leave it). The final held-out figures are
+    averaged over 3 sampling seeds, for each lip temperature in ``eval_temperatures``."""
+    if threads:
+        torch.set_num_threads(threads)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     ck = load_checkpoint(checkpoint, need_generator=False)
@@ -74,41 +110,59 @@ def train_generator(
     model = MotionTokenGenerator(cfg)
 
     def tokenize(clips):
-        return [_TokenizedClip(c, tokenizer.encode(torch.from_numpy(c.features)[None])[0].numpy(), cfg.lookahead)
-                for c in clips]
+        out = []
+        for c in clips:
+            x = torch.from_numpy(c.features)[None]
+            mouth = tokenizer.normalize(x)[0, :, :MOUTH_DIM].numpy()
+            out.append(_TokenizedClip(c, tokenizer.encode(x)[0].numpy(), cfg.lookahead, mouth))
+        return out
 
     train = tokenize(load_clips(dataset, split="train"))
     heldout_clips = load_clips(dataset, split="heldout", kinds=("real",))
     heldout = tokenize(heldout_clips)
     context = model.audio.receptive_field
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
+    aux_h = torch.nn.Linear(cfg.d_model, MOUTH_DIM)  # training-only regression heads (not saved)
+    aux_a = torch.nn.Linear(cfg.d_model, MOUTH_DIM)
+    params = list(model.parameters()) + list(aux_h.parameters()) + list(aux_a.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
     level_weight = torch.ones(cfg.tokens_per_frame)
     level_weight[: cfg.mouth_tokens] = 2.0
     history: dict[str, tuple[list[int], list[float]]] = {"train cross-entropy": ([], []), "held-out cross-entropy": ([], [])}
+    if aux_mouth > 0:
+        history["train mouth regression (MSE)"] = ([], [])
     sync_history: dict[str, tuple[list[int], list[float]]] = {"held-out mouth r": ([], [])}
+    if aux_mouth > 0:
+        sync_history["held-out mouth r, audio-only regression head"] = ([], [])
     start = time.time()
     bar = tqdm(range(1, steps + 1), desc="train generator", disable=not progress)
     last_eval: dict = {}
     for step in bar:
         model.train()
-        mel, tokens, first = _batch(train, length, batch, context, cfg.lookahead, rng)
-        logits = model(mel, tokens, first)
+        mel, tokens, first, mouth = _batch(train, length, batch, context, cfg.lookahead, rng, real_fraction)
+        logits, h, audio_emb = model(mel, tokens, first, return_hidden=True)
         ce = F.cross_entropy(logits.reshape(-1, cfg.codebook_size), tokens[:, 1:].reshape(-1),
                              reduction="none", label_smoothing=0.05).view(tokens.shape[0], -1, cfg.tokens_per_frame)
-        loss = (ce * level_weight).mean() / level_weight.mean()
+        ce_loss = (ce * level_weight).mean() / level_weight.mean()
+        loss = ce_loss
+        if aux_mouth > 0:
+            reg = 0.5 * (F.mse_loss(aux_h(h), mouth) + F.mse_loss(aux_a(audio_emb), mouth))
+            loss = loss + aux_mouth * reg
+            history["train mouth regression (MSE)"][0].append(step)
+            history["train mouth regression (MSE)"][1].append(reg.item())
         opt.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
         history["train cross-entropy"][0].append(step)
-        history["train cross-entropy"][1].append(loss.item())
-        bar.set_postfix(ce=f"{loss.item():.3f}", r=f"{last_eval.get('r', float('nan')):.2f}")
+        history["train cross-entropy"][1].append(ce_loss.item())
+        bar.set_postfix(ce=f"{ce_loss.item():.3f}", r=f"{last_eval.get('r', float('nan')):.2f}",
+                        ar=f"{last_eval.get('audio_r', float('nan')):.2f}")
         if heldout and (step % eval_every == 0 or step == steps):
             model.eval()
             with torch.no_grad():
-                mel, tokens, first = _batch(heldout, length, 32, context, cfg.lookahead, np.random.default_rng(0))
+                mel, tokens, first, _ = _batch(heldout, length, 32, context, cfg.lookahead, np.random.default_rng(0))
                 logits = model(mel, tokens, first)
                 val = F.cross_entropy(logits.reshape(-1, cfg.codebook_size), tokens[:, 1:].reshape(-1)).item()
             history["held-out cross-entropy"][0].append(step)
@@ -116,12 +170,34 @@ def train_generator(
             last_eval = mouth_sync(MotionGenerator(FMLGCheckpoint(tokenizer, model), seed=seed), heldout_clips)
             sync_history["held-out mouth r"][0].append(step)
             sync_history["held-out mouth r"][1].append(last_eval["r"])
+            if aux_mouth > 0:
+                last_eval["audio_r"] = _audio_mouth_r(model, aux_a, tokenizer, heldout)
+                sync_history["held-out mouth r, audio-only regression head"][0].append(step)
+                sync_history["held-out mouth r, audio-only regression head"][1].append(last_eval["audio_r"])
+            if progress:
+                tqdm.write(f"step {step}: held-out ce {val:.3f}, mouth r {last_eval['r']:.3f} "
+                           f"(loudness {last_eval['loudness_r']:.3f}), audio-head r {last_eval.get('audio_r', float('nan')):.3f}")
     model.eval()
+    if heldout:
+        # The reported figures: mean over 3 sampling seeds at each mouth temperature in eval_temperatures
+        # (the first one is reported as heldout_mouth_r).
+        by_temp = {}
+        for temp in eval_temperatures:
+            gen = MotionGenerator(FMLGCheckpoint(tokenizer, model), temperature_mouth=temp)
+            by_temp[temp] = mouth_sync(gen, heldout_clips, seeds=(0, 1, 2))
+        last_eval = {**by_temp[eval_temperatures[0]], "audio_r": last_eval.get("audio_r")}
     metrics = {
         "generator_steps": steps,
         "generator_minutes": round((time.time() - start) / 60, 1),
         "heldout_mouth_r": last_eval.get("r"),
         "heldout_loudness_r": last_eval.get("loudness_r"),
+        "heldout_audio_head_mouth_r": last_eval.get("audio_r"),
+        "heldout_eval_seeds": [0, 1, 2],
+        "heldout_eval_temperature_mouth": eval_temperatures[0] if heldout else None,
+        "heldout_mouth_r_by_temperature": {str(t): round(v["r"], 4) for t, v in by_temp.items()} if heldout else {},
+        "generator_lr": lr,
+        "generator_real_fraction": real_fraction,
+        "generator_aux_mouth": aux_mouth,
         "heldout_clips": {k: [round(v[0], 3), round(v[1], 3)] for k, v in last_eval.get("clips", {}).items()},
         "generator_parameters": sum(p.numel() for p in model.parameters()),
         "generator_command": command,
