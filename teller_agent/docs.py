@@ -58,8 +58,13 @@ def load_results(results_dir: str | Path = RESULTS_DIR) -> dict[str, dict[str, A
 
 def _provenance(result: dict[str, Any]) -> str:
     date = result.get("created", "?")[:10]
-    return (f"Measured {date} on {result.get('machine', 'an unknown machine')} with:\n\n"
+    text = (f"Measured {date} on {result.get('machine', 'an unknown machine')} with:\n\n"
             f"```bash\n{result.get('command') or '(command not recorded)'}\n```\n")
+    model = result.get("model")
+    if isinstance(model, dict):
+        hashes = ", ".join(f"`{k}` {v}" for k, v in model.items() if k != "folder")
+        text += f"\nModel: {model.get('folder')} (SHA-256 prefixes: {hashes or 'none'}).\n"
+    return text
 
 
 def render_section(results_dir: str | Path = RESULTS_DIR) -> str:

@@ -124,6 +124,7 @@ def test_eval_lipsync_on_a_real_clip(shared_data, tmp_path, settings, monkeypatc
     result = json.loads((out / "lipsync.json").read_text())
     assert json.loads(record.read_text()) == result
     assert result["command"].startswith("teller-agent eval lipsync") and not result["skipped"]
+    assert len(result["model"]["generator.safetensors"]) == 12
     (row,) = result["clips"]
     assert row["name"] == SHORT_CLIP and 75 <= row["frames"] <= 82 and row["valid_fraction"] > 0.9
     met = row["metrics"]

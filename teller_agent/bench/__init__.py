@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any
 
-from .common import machine, peak_rss_mb, rss_mb, software
+from .common import load_average, machine, peak_rss_mb, rss_mb, software
 from .components import bench_generator, bench_render
 
 __all__ = ["bench_generator", "bench_render", "machine", "peak_rss_mb", "rss_mb", "run_bench", "RESULT_VERSION",
@@ -63,8 +63,9 @@ def run_bench(
 
     Returns:
         dict with ``kind`` ("bench"), ``version``, ``command``, ``created`` (UTC), ``machine``,
-        ``software`` (versions), ``settings`` (the arguments), ``pipeline``, ``streaming`` and
-        ``sessions`` (the latter two None when skipped). See each function for its fields.
+        ``software`` (versions), ``load_average_start`` / ``load_average_end`` (the machine's 1-minute
+        load average: other work competing for the cores), ``settings`` (the arguments), ``pipeline``,
+        ``streaming`` and ``sessions`` (the latter two None when skipped). See each function for its fields.
     """
     from .pipeline import _setup, bench_pipeline, bench_streaming
     from .sessions import bench_sessions
@@ -79,6 +80,7 @@ def run_bench(
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": machine(),
         "software": software(),
+        "load_average_start": load_average(),
         "settings": {"seconds": seconds, "size": size, "fast": fast, "encode": encode,
                      "stream_seconds": None if fast else stream_seconds,
                      "sessions": 0 if fast else sessions, "session_seconds": None if fast else session_seconds,
@@ -92,4 +94,5 @@ def run_bench(
                                                             **common)
     del built
     result["sessions"] = None if fast or sessions < 1 else bench_sessions(sessions, session_seconds, **common)
+    result["load_average_end"] = load_average()
     return result

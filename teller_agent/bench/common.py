@@ -30,6 +30,17 @@ def software() -> dict[str, str]:
             "numpy": np.__version__}
 
 
+def load_average() -> float | None:
+    """The 1-minute load average of the machine (runnable processes; None where unknown).
+
+    Above the core count, other work competes with the benchmark and its numbers are pessimistic.
+    """
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        return None
+
+
 def peak_rss_mb() -> float:
     """Peak resident set size of this process in MiB (``getrusage``; never decreases)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

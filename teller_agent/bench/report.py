@@ -15,7 +15,11 @@ def markdown_tables(result: dict[str, Any]) -> str:
     """Markdown tables of one :func:`~teller_agent.bench.run_bench` result: stages, totals, latency, sessions."""
     p = result["pipeline"]
     s = result["settings"]
-    lines = [
+    load = result.get("load_average_start"), result.get("load_average_end")
+    lines = []
+    if None not in load:
+        lines += [f"Load average (other work on the machine) {load[0]:.1f} at the start, {load[1]:.1f} at the end.", ""]
+    lines += [
         f"{p['frames']} frames of {p['size']}x{p['size']} video from {p['audio_seconds']:.0f} s of "
         f"{s['audio']} audio in {p['chunk_ms']:.0f} ms chunks, one thread each for torch and OpenCV, "
         f"medians after a 1 s warm-up:",

@@ -370,6 +370,23 @@ def markdown_tables(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def checkpoint_id(model: str | Path | None) -> dict[str, str]:
+    """Which checkpoint was evaluated: its folder and the first 12 hex digits of the SHA-256 of each
+    ``*.safetensors`` in it (so a result names the exact weights; files that cannot be read are skipped)."""
+    import hashlib
+
+    from ..fmlg.checkpoint import DEFAULT_CHECKPOINT
+
+    folder = Path(model) if model is not None else DEFAULT_CHECKPOINT
+    out = {"folder": str(model) if model is not None else "models/fmlg-face68 (shipped)"}
+    for f in sorted(folder.glob("*.safetensors")):
+        try:
+            out[f.name] = hashlib.sha256(f.read_bytes()).hexdigest()[:12]
+        except OSError:
+            continue
+    return out
+
+
 def write_json(path: str | Path, data: dict[str, Any]) -> Path:
     """Write ``data`` as indented JSON (atomically) and return the path."""
     path = Path(path)
@@ -413,7 +430,8 @@ def evaluate_lipsync(
     Returns:
         The result dict also written to ``lipsync.json``: ``clips`` (a row per clip, see
         :func:`evaluate_clip`), ``mean`` (per method, :func:`~teller_agent.eval.metrics.mean_summary`),
-        ``skipped`` (clips that could not be evaluated, with the reason), settings and timing.
+        ``skipped`` (clips that could not be evaluated, with the reason), ``model`` (:func:`checkpoint_id`),
+        settings and timing.
 
     Raises:
         CheckpointError: the model cannot be loaded. A clip without speech or without a face is skipped
@@ -474,7 +492,7 @@ def evaluate_lipsync(
         "command": command,
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": machine(),
-        "model": str(model) if model is not None else "models/fmlg-face68 (shipped)",
+        "model": checkpoint_id(model),
         "seed": seed,
         "max_seconds": max_seconds,
         "max_lag": max_lag,
