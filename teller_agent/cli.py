@@ -86,9 +86,13 @@ def _command_line(argv: list[str] | None = None) -> str:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
     if args.what == "tokenizer":
         from .train.tokenizer import train_tokenizer
 
+        if args.threads:
+            torch.set_num_threads(args.threads)
         metrics = train_tokenizer(args.dataset, args.out, steps=args.steps, seed=args.seed, progress=not args.quiet,
                                   command=_command_line())
         for row in metrics["tokenizer_reconstruction"]:
@@ -99,8 +103,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         from .train.card import write_model_card
 
+        from .fmlg.model import GeneratorConfig
+
+        cfg = GeneratorConfig()
+        if args.prev_mask_mouth is not None:
+            cfg.prev_mask_mouth = args.prev_mask_mouth
+        if args.prev_mask_head is not None:
+            cfg.prev_mask_head = args.prev_mask_head
         metrics = train_generator(args.dataset, args.out, steps=args.steps, seed=args.seed, progress=not args.quiet,
-                                  command=_command_line())
+                                  command=_command_line(), lr=args.lr, batch=args.batch,
+                                  real_fraction=args.real_fraction, aux_mouth=args.aux_mouth, threads=args.threads,
+                                  eval_every=args.eval_every, config=cfg)
         print(f"held-out mouth-opening r = {metrics['heldout_mouth_r']:.3f} "
               f"(loudness baseline {metrics['heldout_loudness_r']:.3f})")
         print(f"wrote {write_model_card(args.out, args.dataset)}")
@@ -317,6 +330,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", type=Path, required=True, help="checkpoint folder (the generator needs its tokenizer there)")
     t.add_argument("--steps", type=int, default=3000)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: one core; 0 = torch's default)")
+    g = t.add_argument_group("generator only")
+    g.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the one-cycle schedule (default 1e-3)")
+    g.add_argument("--batch", type=int, default=12, help="windows of 4 s per step (default 12)")
+    g.add_argument("--real-fraction", type=float, default=0.5,
+                   help="share of the windows drawn from real clips (default 0.5)")
+    g.add_argument("--aux-mouth", type=float, default=1.0,
+                   help="weight of the auxiliary mouth-feature regression loss (default 1; 0 = off)")
+    g.add_argument("--prev-mask-mouth", type=float,
+                   help="chance a previous-frame mouth token is masked in training (default: GeneratorConfig's)")
+    g.add_argument("--prev-mask-head", type=float,
+                   help="chance a previous-frame head token is masked in training (default: GeneratorConfig's)")
+    g.add_argument("--eval-every", type=int, default=1000, help="steps between held-out evaluations (default 1000)")
     t.add_argument("-q", "--quiet", action="store_true")
     t.set_defaults(func=_cmd_train)
 
