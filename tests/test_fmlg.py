@@ -154,3 +154,19 @@ def test_old_configs_keep_one_depth_chain():
     assert GeneratorConfig.from_dict(d).depth_streams == 1
     with pytest.raises(ValueError, match="mouth"):
         MotionTokenGenerator(GeneratorConfig(d_model=32, tokens_per_frame=6, mouth_tokens=2, depth_streams=2))
+
+
+@pytest.mark.parametrize("chunks", [[1] * 30, [7, 1, 22], [30]])
+def test_causal_conv_steps_equal_the_whole_sequence(chunks):
+    from teller_agent.modules.causal_conv import CausalConvStack
+
+    torch.manual_seed(0)
+    net = CausalConvStack(20, 16, 8, (1, 2, 4)).eval()
+    x = torch.randn(2, 30, 20)
+    with torch.no_grad():
+        full, state, outs, i = net(x), None, [], 0
+        for n in chunks:
+            y, state = net.step(x[:, i : i + n], state)
+            outs.append(y)
+            i += n
+    torch.testing.assert_close(torch.cat(outs, 1), full, atol=1e-5, rtol=1e-5)
