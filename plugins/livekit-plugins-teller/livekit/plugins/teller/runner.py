@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 
+from livekit import rtc
 from livekit.agents.utils import log_exceptions
 from livekit.agents.voice.avatar import AvatarRunner
 
@@ -23,8 +24,30 @@ from .log import logger
 from .video_generator import TellerVideoGenerator
 
 
+#: Video encoding of the avatar track: one layer (no simulcast: a 512x512 face gains nothing
+#: from lower layers) at the full 25 fps. Left to defaults, the publisher's encoder drops to
+#: about 20 fps at this size (measured at a viewer).
+VIDEO_MAX_BITRATE = 1_500_000  # bits per second
+
+
 class TellerAvatarRunner(AvatarRunner):
     """An ``AvatarRunner`` (same arguments) for a :class:`TellerVideoGenerator`."""
+
+    async def _publish_track(self) -> None:
+        async with self._lock:
+            await self._room_connected_fut
+            audio_track = rtc.LocalAudioTrack.create_audio_track("avatar_audio", self._audio_source)
+            self._audio_publication = await self._room.local_participant.publish_track(
+                audio_track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+            )
+            video_track = rtc.LocalVideoTrack.create_video_track("avatar_video", self._video_source)
+            options = rtc.TrackPublishOptions(
+                source=rtc.TrackSource.SOURCE_CAMERA,
+                simulcast=False,
+                video_encoding=rtc.VideoEncoding(max_framerate=self._options.video_fps,
+                                                 max_bitrate=VIDEO_MAX_BITRATE),
+            )
+            self._video_publication = await self._room.local_participant.publish_track(video_track, options)
 
     def _on_clear_buffer(self) -> None:
         video_gen = self._video_gen

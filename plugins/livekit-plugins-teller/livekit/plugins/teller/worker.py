@@ -14,7 +14,14 @@ audio, publishes its :class:`TellerMetrics` as the participant attribute
 
 Load: each session needs one real-time stream of frames; the worker reports
 ``max(CPU load, sessions / max_sessions)`` so LiveKit stops dispatching to a
-full machine (``TELLER_WORKER_MAX_SESSIONS``, default: CPU cores).
+full machine. Environment:
+
+* ``TELLER_WORKER_MAX_SESSIONS``: sessions one worker takes (default: CPU cores; measure
+  yours with ``teller-agent bench --sessions N``);
+* ``TELLER_WORKER_LOAD=sessions``: count sessions only, ignoring CPU use by other programs
+  (for machines shared with other work);
+* ``TELLER_WORKER_LOAD_THRESHOLD``: load above which the worker takes no more jobs (default 0.75);
+* ``TELLER_WORKER_HTTP_PORT``: the worker's health-check port (default 8081; 0 = any free port).
 """
 
 from __future__ import annotations
@@ -48,7 +55,10 @@ def worker_load(server: AgentServer) -> float:
     the share of its session capacity in use."""
     from livekit.agents.worker import _DefaultLoadCalc
 
-    return max(_DefaultLoadCalc.get_load(server), min(1.0, _active_sessions / _max_sessions()))
+    sessions = min(1.0, _active_sessions / _max_sessions())
+    if os.environ.get("TELLER_WORKER_LOAD") == "sessions":
+        return sessions
+    return max(_DefaultLoadCalc.get_load(server), sessions)
 
 
 def _prewarm(proc: JobProcess) -> None:
@@ -98,9 +108,11 @@ async def _entrypoint(ctx: JobContext) -> None:
         generator = MotionGenerator(ck if ck is not None else settings.model_dir, seed=settings.seed,
                                     top_k=settings.top_k, temperature_mouth=settings.temperature_mouth,
                                     temperature_head=settings.temperature_head)
-        return AvatarEngine(avatar, generator, sample_rate=sample_rate, seed=settings.seed,
-                            vad=bool(meta.get("vad", True)), stamp_frames=bool(meta.get("stamp_frames", False)),
-                            render_grid=settings.render_grid)
+        engine = AvatarEngine(avatar, generator, sample_rate=sample_rate, seed=settings.seed,
+                              vad=bool(meta.get("vad", True)), stamp_frames=bool(meta.get("stamp_frames", False)),
+                              render_grid=settings.render_grid)
+        engine.warmup()
+        return engine
 
     engine = await asyncio.to_thread(build)
     await ctx.connect(auto_subscribe=AutoSubscribe.SUBSCRIBE_NONE)
@@ -145,6 +157,8 @@ def build_server(agent_name: str = DEFAULT_WORKER_AGENT_NAME, **server_kwargs) -
     server_kwargs.setdefault("setup_fnc", _prewarm)
     server_kwargs.setdefault("load_fnc", worker_load)
     server_kwargs.setdefault("num_idle_processes", 1)
+    server_kwargs.setdefault("load_threshold", float(os.environ.get("TELLER_WORKER_LOAD_THRESHOLD") or 0.75))
+    server_kwargs.setdefault("port", int(os.environ.get("TELLER_WORKER_HTTP_PORT") or 8081))
     server = AgentServer(**server_kwargs)
     server.rtc_session(_entrypoint, agent_name=agent_name, on_request=_on_request)
     return server
