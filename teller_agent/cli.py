@@ -110,10 +110,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
             cfg.prev_mask_mouth = args.prev_mask_mouth
         if args.prev_mask_head is not None:
             cfg.prev_mask_head = args.prev_mask_head
+        cfg.audio_encoder = args.audio_encoder
+        whisper_dir = args.whisper_model_dir
+        if args.audio_encoder == "whisper" and whisper_dir is None:
+            whisper_dir = TellerSettings().whisper_model_dir
         metrics = train_generator(args.dataset, args.out, steps=args.steps, seed=args.seed, progress=not args.quiet,
                                   command=_command_line(), lr=args.lr, batch=args.batch,
                                   real_fraction=args.real_fraction, aux_mouth=args.aux_mouth, threads=args.threads,
-                                  eval_every=args.eval_every, config=cfg)
+                                  eval_every=args.eval_every, config=cfg, whisper_dir=whisper_dir)
         print(f"held-out mouth-opening r = {metrics['heldout_mouth_r']:.3f} "
               f"(loudness baseline {metrics['heldout_loudness_r']:.3f})")
         print(f"wrote {write_model_card(args.out, args.dataset)}")
@@ -279,6 +283,32 @@ def _add_docs_parser(sub) -> None:
 
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import json
+
+    from .live.demo import asdict, run_demo
+
+    result = run_demo(args.output, say=args.say, audio=args.audio, image=args.image, worker=args.worker,
+                      stamp=not args.no_stamp)
+    if args.json:
+        print(json.dumps(asdict(result)))
+    return 0
+
+
+def _add_demo_parser(sub) -> None:
+    d = sub.add_parser("demo", help="the avatar end to end in a LiveKit room (local server if LIVEKIT_URL is unset)")
+    d.add_argument("-o", "--output", type=Path, default=Path("demo.mp4"), help="recording of what the viewer received")
+    src = d.add_mutually_exclusive_group()
+    src.add_argument("--say", help="sentence for the agent to speak (espeak-ng)")
+    src.add_argument("--audio", help="speech file for the agent to speak instead")
+    d.add_argument("--image", type=Path, help="portrait photo (default: the bundled one)")
+    d.add_argument("--worker", action="store_true", help="render on a separate avatar worker (agent dispatch)")
+    d.add_argument("--no-stamp", action="store_true",
+                   help="no frame counter on the bottom edge (then no A/V offset figure)")
+    d.add_argument("--json", action="store_true", help="also print the numbers as JSON")
+    d.set_defaults(func=_cmd_demo)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="teller-agent", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -343,12 +373,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--prev-mask-head", type=float,
                    help="chance a previous-frame head token is masked in training (default: GeneratorConfig's)")
     g.add_argument("--eval-every", type=int, default=1000, help="steps between held-out evaluations (default 1000)")
+    g.add_argument("--audio-encoder", choices=["conv", "whisper"], default="conv",
+                   help="conv: small causal conv encoder trained with the generator (default); whisper: a frozen "
+                   "pretrained Whisper encoder over 1 s windows (slow on a CPU)")
+    g.add_argument("--whisper-model-dir", type=Path,
+                   help="local Whisper model folder for --audio-encoder whisper (default TELLER_WHISPER_MODEL_DIR)")
     t.add_argument("-q", "--quiet", action="store_true")
     t.set_defaults(func=_cmd_train)
 
     _add_bench_parser(sub)
     _add_eval_parser(sub)
     _add_docs_parser(sub)
+    _add_demo_parser(sub)
     return parser
 
 
