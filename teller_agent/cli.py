@@ -286,6 +286,11 @@ def _add_docs_parser(sub) -> None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     import json
 
+    try:
+        import livekit.plugins.teller  # noqa: F401
+    except ImportError as e:
+        raise TellerError(f"the demo needs the LiveKit plugin ({e}); install it with "
+                          "`pip install -e plugins/livekit-plugins-teller`") from e
     from .live.demo import asdict, run_demo
 
     result = run_demo(args.output, say=args.say, audio=args.audio, image=args.image, worker=args.worker,
