@@ -179,6 +179,16 @@ def _cmd_bench_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_room(args: argparse.Namespace) -> int:
+    from .live.bench_room import room_text, run_bench_room
+
+    result = run_bench_room(say=args.say, audio=args.audio, worker=args.worker)
+    result["command"] = _command_line(args.argv)
+    print(json.dumps(result) if args.json else room_text(result))
+    _record(args.record, result)
+    return 0
+
+
 def _add_bench_parser(sub) -> None:
     """``bench`` (the full benchmark) and its subcommands. A new one (e.g. ``bench room``) is one more
     ``subs.add_parser(...)`` with its own ``func``; options before the subcommand belong to the full bench."""
@@ -205,7 +215,16 @@ def _add_bench_parser(sub) -> None:
     b.add_argument("--record", type=Path, help="also write the JSON result here (e.g. docs/results/bench.json)")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=_cmd_bench)
-    subs = b.add_subparsers(dest="bench_command", metavar="{render,generator}")
+    subs = b.add_subparsers(dest="bench_command", metavar="{render,generator,room}")
+
+    rm = subs.add_parser("room", help="join time, fps, A/V offset and interruption in a real LiveKit room")
+    src = rm.add_mutually_exclusive_group()
+    src.add_argument("--say", help="sentence the agent speaks (espeak-ng; default: the demo sentence)")
+    src.add_argument("--audio", help="speech file the agent speaks instead")
+    rm.add_argument("--worker", action="store_true", help="render on an avatar worker (agent dispatch)")
+    rm.add_argument("--json", action="store_true", help="print one JSON object")
+    rm.add_argument("--record", type=Path, help="also write the JSON result here (docs/results/bench_room.json)")
+    rm.set_defaults(func=_cmd_bench_room)
 
     r = subs.add_parser("render", help="render-only frames per second and peak memory")
     r.add_argument("--size", type=int, default=512, help="frame size in pixels (default 512)")

@@ -88,3 +88,10 @@ class TellerSettings(BaseSettings):
     temperature_head: float = Field(
         default=1.0, gt=0, description="Sampling temperature of head pose, blink and brow tokens."
     )
+    whisper_model_dir: Path | None = Field(
+        default=None,
+        description="Local folder of a pretrained Whisper model (transformers format, e.g. a downloaded "
+        "openai/whisper-tiny) whose frozen encoder embeds the audio of checkpoints trained with "
+        "`train generator --audio-encoder whisper` (Teller's audio encoder). Unset: such checkpoints "
+        "fail to load; the shipped checkpoint uses its own causal conv encoder and ignores this.",
+    )

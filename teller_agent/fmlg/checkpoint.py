@@ -36,8 +36,14 @@ class FMLGCheckpoint:
     info: dict = field(default_factory=dict)
 
 
+#: State-dict prefix of a pretrained Whisper encoder inside the generator: loaded from its own folder
+#: (TellerSettings.whisper_model_dir), never stored in the checkpoint.
+_EXTERNAL_PREFIX = "audio.whisper."
+
+
 def _half_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in module.state_dict().items()}
+    return {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in module.state_dict().items()
+            if not k.startswith(_EXTERNAL_PREFIX)}
 
 
 def save_checkpoint(
@@ -78,7 +84,7 @@ def _load_state(module: torch.nn.Module, path: Path) -> None:
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"checkpoint file {path} is corrupt ({exc}); {_FIX}") from exc
     expected = module.state_dict()
-    missing = sorted(set(expected) - set(state))
+    missing = sorted(k for k in set(expected) - set(state) if not k.startswith(_EXTERNAL_PREFIX))
     if missing:
         raise CheckpointError(f"checkpoint file {path} lacks {missing[:3]}...; it is from another model version; {_FIX}")
     for name, value in state.items():
@@ -88,11 +94,19 @@ def _load_state(module: torch.nn.Module, path: Path) -> None:
     module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=False)
 
 
-def load_checkpoint(folder: str | Path | None = None, need_generator: bool = True) -> FMLGCheckpoint:
+def load_checkpoint(folder: str | Path | None = None, need_generator: bool = True,
+                    whisper_dir: str | Path | None = None) -> FMLGCheckpoint:
     """Load a checkpoint folder (default: :data:`DEFAULT_CHECKPOINT`).
 
+    Args:
+        folder: the checkpoint folder.
+        need_generator: also load the generator (False: the tokenizer only).
+        whisper_dir: for a generator trained with the Whisper audio encoder, the local Whisper model
+            folder (default: ``TellerSettings().whisper_model_dir``, i.e. ``TELLER_WHISPER_MODEL_DIR``).
+
     Raises:
-        CheckpointError: the folder or a file is missing, corrupt, or of another version.
+        CheckpointError: the folder or a file is missing, corrupt, or of another version, or the
+            generator needs a Whisper encoder that is not configured or cannot be loaded.
     """
     folder = Path(folder) if folder is not None else DEFAULT_CHECKPOINT
     config_path = folder / "config.json"
@@ -116,8 +130,25 @@ def load_checkpoint(folder: str | Path | None = None, need_generator: bool = Tru
         if gen_cfg is None:
             raise CheckpointError(f"{folder} holds a tokenizer but no generator; train one with "
                                   "`teller-agent train generator`")
-        generator = MotionTokenGenerator(gen_cfg)
+        whisper = None
+        if gen_cfg.audio_encoder == "whisper":
+            whisper = _whisper(folder, whisper_dir)
+        generator = MotionTokenGenerator(gen_cfg, whisper)
         _load_state(generator, folder / "generator.safetensors")
         generator.eval()
     tokenizer.eval()
     return FMLGCheckpoint(tokenizer, generator, config.get("info", {}))
+
+
+def _whisper(folder: Path, whisper_dir: str | Path | None) -> torch.nn.Module:
+    from ..audio.whisper import load_whisper_encoder
+    from ..config import TellerSettings
+
+    path = whisper_dir if whisper_dir is not None else TellerSettings().whisper_model_dir
+    if path is None:
+        raise CheckpointError(f"the generator in {folder} was trained on a Whisper audio encoder; set "
+                              "TELLER_WHISPER_MODEL_DIR to the local Whisper model folder it was trained with")
+    try:
+        return load_whisper_encoder(path)
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot load the Whisper encoder for {folder} from {path}: {exc}") from exc

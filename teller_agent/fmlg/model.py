@@ -31,6 +31,7 @@ from torch.nn import functional as F
 from transformers import Qwen2Config, Qwen2Model
 
 from ..audio.encoder import CausalAudioEncoder
+from ..audio.whisper import WhisperAudioEncoder
 
 
 @dataclass
@@ -55,6 +56,10 @@ class GeneratorConfig:
     prev_mask_head: float = 0.15
     # Depth head: 1 = one coarse-to-fine chain over all K tokens, 2 = mouth and head chains side by side.
     depth_streams: int = 2
+    # Audio encoder: "conv" (CausalAudioEncoder, trained with the generator) or "whisper" (a frozen
+    # pretrained Whisper encoder over ``whisper_window``-frame windows, teller_agent.audio.whisper).
+    audio_encoder: str = "conv"
+    whisper_window: int = 25
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -168,12 +173,29 @@ class DepthSampler:
 
 
 class MotionTokenGenerator(nn.Module):
-    """Audio log-mel -> motion token logits, autoregressive over video frames."""
+    """Audio log-mel -> motion token logits, autoregressive over video frames.
 
-    def __init__(self, cfg: GeneratorConfig | None = None):
+    Args:
+        cfg: hyper-parameters (default :class:`GeneratorConfig`).
+        whisper: the ``transformers`` Whisper encoder to use when ``cfg.audio_encoder == "whisper"``
+            (see :func:`~teller_agent.audio.whisper.load_whisper_encoder`); its weights are not part
+            of this module's saved state.
+
+    Raises:
+        ValueError: unknown ``cfg.audio_encoder``, or "whisper" without ``whisper``.
+    """
+
+    def __init__(self, cfg: GeneratorConfig | None = None, whisper: nn.Module | None = None):
         super().__init__()
         self.cfg = cfg = cfg or GeneratorConfig()
-        self.audio = CausalAudioEncoder(cfg.d_model, cfg.audio_hidden, cfg.lookahead)
+        if cfg.audio_encoder == "conv":
+            self.audio = CausalAudioEncoder(cfg.d_model, cfg.audio_hidden, cfg.lookahead)
+        elif cfg.audio_encoder == "whisper":
+            if whisper is None:
+                raise ValueError("audio_encoder 'whisper' needs a Whisper encoder (load_whisper_encoder(path))")
+            self.audio = WhisperAudioEncoder(whisper, cfg.d_model, cfg.lookahead, cfg.whisper_window)
+        else:
+            raise ValueError(f"audio_encoder must be 'conv' or 'whisper', got {cfg.audio_encoder!r}")
         self.token_embed = nn.Embedding(cfg.tokens_per_frame * cfg.codebook_size, cfg.d_model)
         self.bos = nn.Parameter(torch.zeros(cfg.d_model))
         self.prev_mask = nn.Parameter(torch.zeros(cfg.tokens_per_frame, cfg.d_model))

@@ -86,6 +86,7 @@ def train_generator(
     aux_mouth: float = 1.0,
     threads: int | None = None,
     eval_temperatures: tuple[float, ...] = (0.5, 0.2),
+    whisper_dir: str | Path | None = None,
 ) -> dict:
     """Train the generator on the tokens of the tokenizer stored in ``checkpoint``; writes
     ``generator.safetensors``, updates ``config.json`` and draws ``generator_loss.png`` there.
@@ -97,7 +98,9 @@ def train_generator(
     continuous lip target next to the sparse token targets, which on their own let the model
     lean on the previous frame's tokens. ``real_fraction`` of the windows come from real clips;
     ``threads`` sets ``torch.set_num_threads`` (None: leave it). The final held-out figures are
-    averaged over 3 sampling seeds, for each lip temperature in ``eval_temperatures``."""
+    averaged over 3 sampling seeds, for each lip temperature in ``eval_temperatures``. With
+    ``config.audio_encoder == "whisper"``, ``whisper_dir`` is the local Whisper model whose frozen
+    encoder embeds the audio (Teller, sec. 3.2; see :mod:`teller_agent.audio.whisper`)."""
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -107,7 +110,14 @@ def train_generator(
     cfg = config or GeneratorConfig()
     cfg.tokens_per_frame, cfg.mouth_tokens = tokenizer.tokens_per_frame, tokenizer.cfg.levels
     cfg.codebook_size = tokenizer.cfg.codebook_size
-    model = MotionTokenGenerator(cfg)
+    whisper = None
+    if cfg.audio_encoder == "whisper":
+        from ..audio.whisper import load_whisper_encoder
+
+        if whisper_dir is None:
+            raise ValueError("audio_encoder 'whisper' needs whisper_dir (a local Whisper model folder)")
+        whisper = load_whisper_encoder(whisper_dir)
+    model = MotionTokenGenerator(cfg, whisper)
 
     def tokenize(clips):
         out = []
