@@ -1,0 +1,126 @@
+"""``teller-agent bench room``: the avatar measured in a real LiveKit room by a viewer participant.
+
+One run: the agent joins with the avatar (in-process, or on an avatar worker with ``worker=True``),
+idles 1 s, speaks a sentence to the end, idles 1 s, speaks it again and is interrupted
+``interrupt_at`` seconds in. The viewer's records give:
+
+* ``join_s``: ``AvatarSession.start`` called -> first avatar video frame at the viewer;
+* ``received_fps``: video frames per second at the viewer over the whole run;
+* ``av_offset_ms`` / ``av_offset_abs_p95_ms``: received video vs the audio it shows (median,
+  + = video late; p95 of the absolute value), from stamped frames and the located audio;
+* ``audio_tail_ms``: how long agent audio kept reaching the viewer after the interruption;
+* ``settle_ms``: interruption -> the third idle frame at the viewer (the engine's face is
+  neutral by its third frame after a clear);
+* ``position_error_ms``: reported ``playback_finished`` position minus the audio the viewer heard;
+* the avatar's own metrics (audio-to-frame latency p50/p95, generator and render ms per frame).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+
+import numpy as np
+
+from . import viewer as V
+from .demo import DEFAULT_SENTENCE, _speech, _start_worker
+from .harness import AgentHarness
+from .server import LocalLiveKitServer
+
+
+async def _measure(url, key, secret, pcm, sr, worker: bool, interrupt_at: float) -> dict:
+    kwargs = {"stamp_frames": True, "mode": "worker" if worker else "local"}
+    async with AgentHarness(url, key, secret, f"teller-bench-{int(time.time())}", avatar_kwargs=kwargs) as h:
+        await h.start_avatar()
+        join = await h.wait_first_frame(timeout=60)
+        await asyncio.sleep(1.0)
+        t_say = time.perf_counter()
+        await h.say(pcm, sr)
+        await asyncio.sleep(1.0)
+        t_second = time.perf_counter()
+        h.say(pcm, sr)
+        await asyncio.sleep(interrupt_at)
+        t_clear = h.interrupt()
+        await asyncio.sleep(1.5)
+        metrics = h.avatar.metrics()
+    rec = h.viewer.rec
+    out: dict = {"mode": kwargs["mode"], "join_s": join, "received_fps": V.received_fps(rec),
+                 "speech_seconds": len(pcm) / sr}
+    turns = V.speech_turns(rec)
+    start = V.locate(rec, pcm, sr, after=t_say)
+    if turns and start is not None:
+        off = V.av_offsets(rec, turns[0], start) * 1000
+        out["av_offset_ms"] = float(np.median(off))
+        out["av_offset_abs_p95_ms"] = float(np.percentile(np.abs(off), 95))
+    last = V.last_loud_audio(rec, after=t_clear)
+    out["audio_tail_ms"] = 1000 * (last - t_clear) if last is not None else 0.0
+    idle_after = [v.t for v in rec.video if v.t > t_clear and v.code is not None and not v.code & 0x8000]
+    out["settle_ms"] = 1000 * (idle_after[2] - t_clear) if len(idle_after) >= 3 else None
+    second = V.locate(rec, pcm, sr, after=t_second)
+    finished = [p for p in h.run.playbacks if p.interrupted]
+    if second is not None and finished:
+        heard = (last if last is not None else t_clear) - second
+        out["position_error_ms"] = 1000 * (finished[-1].position - heard)
+    if metrics is not None:
+        for name in ("latency_ms_p50", "latency_ms_p95", "generate_ms_p50", "render_ms_p50", "frames_dropped"):
+            out[name] = getattr(metrics, name)
+    return out
+
+
+def run_bench_room(*, say: str | None = None, audio: str | None = None, worker: bool = False,
+                   interrupt_at: float = 1.5) -> dict:
+    """Run the room benchmark (see the module docstring); returns its numbers.
+
+    Raises:
+        LiveKitServerError: ``LIVEKIT_URL`` is unset and no server binary is installed.
+    """
+    import torch
+
+    from ..bench.common import machine
+
+    torch.set_num_threads(1)
+    pcm, sr = _speech(say or DEFAULT_SENTENCE if audio is None else None, audio)
+    server = worker_proc = None
+    try:
+        if os.environ.get("LIVEKIT_URL"):
+            url, key, secret = (os.environ["LIVEKIT_URL"], os.environ.get("LIVEKIT_API_KEY", ""),
+                                os.environ.get("LIVEKIT_API_SECRET", ""))
+        else:
+            server = LocalLiveKitServer().start()
+            url, key, secret = server.url, server.api_key, server.api_secret
+        if worker:
+            worker_proc = _start_worker({"LIVEKIT_URL": url, "LIVEKIT_API_KEY": key, "LIVEKIT_API_SECRET": secret})
+        result = asyncio.run(_measure(url, key, secret, pcm, sr, worker, interrupt_at))
+    finally:
+        if worker_proc is not None:
+            worker_proc.terminate()
+            try:
+                worker_proc.wait(15)
+            except subprocess.TimeoutExpired:
+                worker_proc.kill()
+        if server is not None:
+            server.stop()
+    result["machine"] = machine()
+    result["server"] = "local livekit-server --dev" if server is not None else url
+    return result
+
+
+def room_text(r: dict) -> str:
+    """Terminal lines for a :func:`run_bench_room` result."""
+    def ms(name):
+        v = r.get(name)
+        return "n/a" if v is None or v != v else f"{v:.1f} ms"
+
+    return "\n".join([
+        f"bench room ({r['mode']} mode, {r['server']}) on {r['machine']}",
+        f"  start to first video frame at the viewer  {r['join_s']:.2f} s",
+        f"  received video                             {r['received_fps']:.1f} fps",
+        f"  A/V offset at the viewer                   {ms('av_offset_ms')} median (+ = video late), "
+        f"|p95| {ms('av_offset_abs_p95_ms')}",
+        f"  audio-to-frame latency                     p50 {ms('latency_ms_p50')}  p95 {ms('latency_ms_p95')}",
+        f"  interruption: agent audio at the viewer    {ms('audio_tail_ms')} after the clear",
+        f"  interruption: neutral face at the viewer   {ms('settle_ms')} after the clear",
+        f"  interruption: playback position error      {ms('position_error_ms')}",
+    ])
