@@ -107,8 +107,8 @@ def test_empty_and_tiny_inputs(tiny_checkpoint):
 def test_long_stream_keeps_the_kv_cache_bounded(tiny_checkpoint):
     gen = MotionGenerator(tiny_checkpoint)
     gen.push_audio(_speech(3.0, 16000), 16000)  # 75 frames > window 16
-    layer = gen._cache.layers[0]
-    assert layer.keys.shape[-2] <= 16
+    assert gen._backbone.cached <= 16
+    assert all(k.shape[1] <= 16 for k in gen._backbone.keys)
 
 
 def test_missing_and_corrupt_checkpoints(tmp_path, tiny_checkpoint):
@@ -170,3 +170,28 @@ def test_causal_conv_steps_equal_the_whole_sequence(chunks):
             outs.append(y)
             i += n
     torch.testing.assert_close(torch.cat(outs, 1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_qwen2_stepper_matches_qwen2model_with_its_cache():
+    """The streaming fast path gives Qwen2Model's outputs (with transformers' sliding-window cache) past the window."""
+    from transformers.cache_utils import DynamicCache
+
+    from teller_agent.fmlg.qwen2_step import Qwen2Stepper
+
+    torch.manual_seed(0)
+    model = MotionTokenGenerator(GeneratorConfig(d_model=32, layers=2, heads=4, kv_heads=2, ffn=64, window=6,
+                                                 tokens_per_frame=4, mouth_tokens=2, codebook_size=32,
+                                                 audio_hidden=32)).eval()
+    backbone = model.backbone
+    stepper, cache = Qwen2Stepper(backbone), DynamicCache(config=backbone.config)
+    xs = torch.randn(20, 32)
+    with torch.no_grad():
+        whole = backbone(inputs_embeds=xs[None], use_cache=False).last_hidden_state[0]  # training's path
+        for t, x in enumerate(xs):
+            ref = backbone(inputs_embeds=x[None, None], past_key_values=cache, use_cache=True).last_hidden_state[0, 0]
+            out = stepper(x)
+            torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(out, whole[t], atol=1e-5, rtol=1e-4)
+            assert stepper.cached <= 6
+        stepper.reset()
+        torch.testing.assert_close(stepper(xs[0]), whole[0], atol=1e-5, rtol=1e-4)

@@ -6,8 +6,9 @@ the 15 ms tail of the last mel window) have arrived. Per frame:
 
 1. the causal audio encoder embeds the frame's 4 log-mel frames (incremental conv state),
 2. the transformer takes ``audio embedding + previous frame's token embeddings``
-   as one new position, attending over its sliding-window KV cache (transformers'
-   ``DynamicCache``; bounded memory for endless streams),
+   as one new position, attending over its sliding-window KV cache (bounded memory
+   for endless streams; :class:`~teller_agent.fmlg.qwen2_step.Qwen2Stepper` runs the
+   ``Qwen2Model`` weights one position at a time),
 3. the depth head samples the frame's motion tokens coarse to fine with top-k
    sampling (Teller uses k = 15) at one temperature for lips and another for
    head pose, blinks and brows,
@@ -25,12 +26,12 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
-from transformers.cache_utils import DynamicCache
 
 from ..audio.encoder import SAMPLES_PER_FRAME
 from ..audio.features import MELS_PER_FRAME, N_MELS, SAMPLE_RATE, LogMelStream
 from ..motion.latent import MotionLatent
 from .checkpoint import FMLGCheckpoint, load_checkpoint
+from .qwen2_step import Qwen2Stepper
 from .tokenizer import features_to_motion
 
 
@@ -102,6 +103,7 @@ class MotionGenerator:
             cfg.tokens_per_frame - cfg.mouth_tokens
         )
         self._depth = self.model.depth.sampler(self._temps, top_k)
+        self._backbone = Qwen2Stepper(self.model.backbone)
         self.reset()
 
     # -- public API -------------------------------------------------------------
@@ -119,7 +121,7 @@ class MotionGenerator:
     def reset(self) -> None:
         """Forget all audio and motion context: empty the KV cache and every buffer (call on interruption).
         The next frames are exactly those of a fresh generator."""
-        self._cache = DynamicCache(config=self.model.backbone.config)
+        self._backbone.reset()
         self._prev: torch.Tensor | None = None
         self._frame = 0
         self._dec_state: dict[str, list | None] = {"mouth": None, "head": None}
@@ -197,7 +199,7 @@ class MotionGenerator:
     def _sample_tokens(self, audio_emb: torch.Tensor) -> torch.Tensor:
         model = self.model
         x = model.frame_inputs(audio_emb[None, None], None if self._prev is None else self._prev[None, None])
-        h = model.backbone(inputs_embeds=x, past_key_values=self._cache, use_cache=True).last_hidden_state[0, -1]
+        h = self._backbone(x[0, 0])  # Qwen2Model's last hidden state for this position (sliding-window KV)
         # Gumbel-max over the top-k logits = sampling from their softmax; one seeded draw per frame.
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self._frame)
         tokens = self._depth(h, torch.rand(model.cfg.tokens_per_frame, self.top_k, generator=gen))
