@@ -94,40 +94,37 @@ def test_interruptions_cut_the_audio_and_the_next_turn_plays(server, sentence, s
             await asyncio.sleep(1.6)
             t_clear = h.interrupt()
             await asyncio.sleep(0.6)
-            storms = []
+            t_storm = time.perf_counter()
             for _ in range(3):  # three interruptions within one second
                 h.say(pcm, sr)
                 await asyncio.sleep(0.3)
-                storms.append(h.interrupt())
+                h.interrupt()
             await asyncio.sleep(0.5)
             t_last_turn = time.perf_counter()
-            await h.say(pcm, sr)
+            await asyncio.wait_for(h.say(pcm, sr), len(pcm) / sr + 5)  # the turn after the storm completes
             await asyncio.sleep(1.0)
-            return h, t_say, t_clear, storms, t_last_turn
+            return h, t_say, t_clear, t_storm, t_last_turn
 
-    h, t_say, t_clear, storms, t_last_turn = asyncio.run(main())
+    h, t_say, t_clear, t_storm, t_last_turn = asyncio.run(main())
     rec = h.viewer.rec
-    start = V.locate(rec, pcm, sr, after=t_say)
-    assert start is not None
-    last = V.last_loud_audio(rec, after=start)
-    last_before_storm = V.last_loud_audio(rec, after=start) if False else None  # noqa: F841
-    loud_after_clear = V.last_loud_audio(rec, after=t_clear)
-    cut = [x for x in [loud_after_clear] if x is not None and x < storms[0] - 0.45]
-    tail = (cut[0] - t_clear) if cut else 0.0
+    start = V.locate(rec, pcm, sr, after=t_say, before=t_clear + 0.5)
+    assert start is not None, "the first turn did not reach the viewer"
+    last = V.last_loud_audio(rec, after=start, before=t_storm)
+    assert last is not None
+    tail = max(0.0, last - t_clear)
     print(f"agent audio reached the viewer until {tail * 1000:.0f} ms after the clear")
     assert tail <= 0.060
-    played = [p for p in h.run.playbacks if p.interrupted]
-    assert played, "no playback_finished(interrupted=True)"
-    heard = (cut[0] if cut else t_clear) - start
-    print(f"playback_finished position {played[0].position:.3f} s, heard at the viewer {heard:.3f} s")
-    assert abs(played[0].position - heard) <= 0.060
+    interrupted = [p for p in h.run.playbacks if p.interrupted]
+    assert len(interrupted) >= 4, h.run.playbacks  # every interrupted turn was answered
+    heard = last - start
+    print(f"playback_finished position {interrupted[0].position:.3f} s, heard at the viewer {heard:.3f} s")
+    assert abs(interrupted[0].position - heard) <= 0.060
     # the turn after the storm plays in full
-    final = V.locate(rec, pcm, sr, after=t_last_turn)
-    assert final is not None
+    assert V.locate(rec, pcm, sr, after=t_last_turn) is not None
     turns = V.speech_turns(rec)
     assert len(turns[-1]) >= 0.9 * len(pcm) / sr * 25
     assert h.run.playbacks[-1].interrupted is False
-    del last
+    assert abs(h.run.playbacks[-1].position - len(pcm) / sr) < 0.1
 
 
 def test_portrait_without_a_face_fails_before_joining(server, tmp_path, settings):

@@ -185,7 +185,8 @@ def speech_turns(rec: Recording) -> list[list[tuple[int, float]]]:
     return turns
 
 
-def locate(rec: Recording, sent: np.ndarray, sent_rate: int, after: float | None = None) -> float | None:
+def locate(rec: Recording, sent: np.ndarray, sent_rate: int, after: float | None = None,
+           before: float | None = None) -> float | None:
     """Arrival time at the viewer of the first sample of ``sent`` audio (the agent's turn),
     found by cross-correlating the received audio with it; None when it is not found
     (normalised correlation peak below 0.5).
@@ -193,7 +194,7 @@ def locate(rec: Recording, sent: np.ndarray, sent_rate: int, after: float | None
     Args:
         sent: (N,) int16 or float audio the agent played.
         sent_rate: its sample rate in Hz.
-        after: only search audio that arrived after this perf_counter time.
+        after, before: only search audio that arrived in this window (perf_counter seconds).
     """
     from scipy.signal import correlate
 
@@ -201,14 +202,17 @@ def locate(rec: Recording, sent: np.ndarray, sent_rate: int, after: float | None
 
     x = rec.audio_pcm().astype(np.float32) / 32768.0
     times = rec.audio_times()
+    keep = np.ones(len(x), bool)
     if after is not None:
-        keep = times >= after
-        x, times = x[keep], times[keep]
+        keep &= times >= after
+    if before is not None:
+        keep &= times <= before
+    x, times = x[keep], times[keep]
     s = np.asarray(sent)
     s = s.astype(np.float32) / 32768.0 if s.dtype == np.int16 else s.astype(np.float32)
     if sent_rate != rec.sample_rate:
         s = resample(s, sent_rate, rec.sample_rate)
-    n = min(len(s), 2 * rec.sample_rate)  # the first 2 s are distinctive enough
+    n = min(len(s), rec.sample_rate, len(x))  # the first second is distinctive enough
     s = s[:n]
     if len(x) < n or not np.any(s):
         return None
@@ -228,9 +232,9 @@ def av_offsets(rec: Recording, turn: list[tuple[int, float]], audio_start: float
     return np.array([t - (audio_start + k / FPS) for k, t in turn])
 
 
-def last_loud_audio(rec: Recording, after: float, threshold: float = 0.01) -> float | None:
+def last_loud_audio(rec: Recording, after: float, threshold: float = 0.01, before: float | None = None) -> float | None:
     """Arrival time of the last received sample louder than ``threshold`` (full scale 1.0,
-    10 ms RMS) after ``after``; None if there is none."""
+    10 ms RMS) in ``(after, before]``; None if there is none."""
     x = rec.audio_pcm().astype(np.float32) / 32768.0
     times = rec.audio_times()
     hop = rec.sample_rate // 100
@@ -239,5 +243,6 @@ def last_loud_audio(rec: Recording, after: float, threshold: float = 0.01) -> fl
         return None
     rms = np.sqrt((x[: n * hop].reshape(n, hop) ** 2).mean(axis=1))
     ends = times[hop - 1 : n * hop : hop]
-    loud = np.nonzero((rms > threshold) & (ends > after))[0]
+    window = (ends > after) & (ends <= before if before is not None else True)
+    loud = np.nonzero((rms > threshold) & window)[0]
     return float(ends[loud[-1]]) if len(loud) else None

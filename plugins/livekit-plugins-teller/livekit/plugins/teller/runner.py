@@ -9,7 +9,10 @@ the forwarder is already pushing can slip into the queue right after it is clear
 2. clears the AVSynchronizer's queues, lets the forwarder finish the push it was in,
    and clears again;
 3. reports ``playback_finished(interrupted=True)`` with the audio actually published:
-   everything pushed minus what the clears dropped.
+   everything pushed minus what the clears dropped, for *every* segment the agent is
+   waiting on, including one interrupted before its first frame reached the runner
+   (the stock runner stays silent then, and the agent waits for that playout forever:
+   the failure behind livekit/agents issue 3434 with rapid interruptions).
 """
 
 from __future__ import annotations
@@ -67,11 +70,20 @@ class TellerAvatarRunner(AvatarRunner):
             position = max(0.0, self._playback_position - dropped)
             self._playback_position = 0.0
             await video_gen.clear_buffer()
-            if audio_playing:
-                notify = self._audio_recv.notify_playback_finished(playback_position=position, interrupted=True)
-                if asyncio.iscoroutine(notify):
-                    await notify
+            await self._notify_interrupted(position if audio_playing else 0.0)
 
         task = asyncio.create_task(_handle())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _notify_interrupted(self, position: float) -> None:
+        from livekit.agents.voice.io import AudioOutput
+
+        recv = self._audio_recv
+        # In-process the receiver is the agent's AudioOutput and knows how many segments are pending;
+        # a worker's receiver does not, and the agent side expects one answer per clear it sent.
+        pending = recv._pending_playback_count if isinstance(recv, AudioOutput) else 1
+        for i in range(pending):
+            notify = recv.notify_playback_finished(playback_position=position if i == 0 else 0.0, interrupted=True)
+            if asyncio.iscoroutine(notify):
+                await notify
