@@ -58,7 +58,8 @@ def load_results(results_dir: str | Path = RESULTS_DIR) -> dict[str, dict[str, A
 
 def _provenance(result: dict[str, Any]) -> str:
     date = result.get("created", "?")[:10]
-    text = (f"Measured {date} on {result.get('machine', 'an unknown machine')} with:\n\n"
+    code = f" (code at commit {result['code']})" if result.get("code") else ""
+    text = (f"Measured {date} on {result.get('machine', 'an unknown machine')}{code} with:\n\n"
             f"```bash\n{result.get('command') or '(command not recorded)'}\n```\n")
     model = result.get("model")
     if isinstance(model, dict):

@@ -32,7 +32,7 @@ def test_short_bench_json_has_every_field(env, capsys, tmp_path):
     result = json.loads(out.splitlines()[0])
     assert json.loads(record.read_text()) == result
     assert {"kind", "version", "command", "created", "machine", "software", "settings", "pipeline", "streaming",
-            "sessions", "load_average_start", "load_average_end"} <= result.keys()
+            "sessions", "load_average_start", "load_average_end", "code"} <= result.keys()
     assert result["command"].startswith("teller-agent bench --short")
 
     p = result["pipeline"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any
 
-from .common import load_average, machine, peak_rss_mb, rss_mb, software
+from .common import code_version, load_average, machine, peak_rss_mb, rss_mb, software
 from .components import bench_generator, bench_render
 
 __all__ = ["bench_generator", "bench_render", "machine", "peak_rss_mb", "rss_mb", "run_bench", "RESULT_VERSION",
@@ -63,8 +63,9 @@ def run_bench(
 
     Returns:
         dict with ``kind`` ("bench"), ``version``, ``command``, ``created`` (UTC), ``machine``,
-        ``software`` (versions), ``load_average_start`` / ``load_average_end`` (the machine's 1-minute
-        load average: other work competing for the cores), ``settings`` (the arguments), ``pipeline``,
+        ``software`` (versions), ``code`` (git commit, see :func:`~.common.code_version`),
+        ``load_average_start`` / ``load_average_end`` (the machine's 1-minute load average: other work
+        competing for the cores), ``settings`` (the arguments), ``pipeline``,
         ``streaming`` and ``sessions`` (the latter two None when skipped). See each function for its fields.
     """
     from .pipeline import _setup, bench_pipeline, bench_streaming
@@ -80,6 +81,7 @@ def run_bench(
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": machine(),
         "software": software(),
+        "code": code_version(),
         "load_average_start": load_average(),
         "settings": {"seconds": seconds, "size": size, "fast": fast, "encode": encode,
                      "stream_seconds": None if fast else stream_seconds,

@@ -30,6 +30,23 @@ def software() -> dict[str, str]:
             "numpy": np.__version__}
 
 
+def code_version() -> str | None:
+    """The git commit of the code measured, e.g. ``"1d82084"``, with ``"-dirty"`` when ``teller_agent/``
+    or ``models/`` differ from it; None outside a git checkout."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "teller_agent", "models"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}-dirty" if dirty else commit or None
+
+
 def load_average() -> float | None:
     """The 1-minute load average of the machine (runnable processes; None where unknown).
 

@@ -431,7 +431,7 @@ def evaluate_lipsync(
         The result dict also written to ``lipsync.json``: ``clips`` (a row per clip, see
         :func:`evaluate_clip`), ``mean`` (per method, :func:`~teller_agent.eval.metrics.mean_summary`),
         ``skipped`` (clips that could not be evaluated, with the reason), ``model`` (:func:`checkpoint_id`),
-        settings and timing.
+        ``code`` (git commit), settings and timing.
 
     Raises:
         CheckpointError: the model cannot be loaded. A clip without speech or without a face is skipped
@@ -440,7 +440,7 @@ def evaluate_lipsync(
     import torch
     from tqdm import tqdm
 
-    from ..bench.common import machine
+    from ..bench.common import code_version, machine
     from ..errors import AudioLoadError
     from ..fmlg.generator import MotionGenerator
 
@@ -492,6 +492,7 @@ def evaluate_lipsync(
         "command": command,
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": machine(),
+        "code": code_version(),
         "model": checkpoint_id(model),
         "seed": seed,
         "max_seconds": max_seconds,
