@@ -5,6 +5,7 @@ Measurement commands record their results as JSON in ``docs/results/`` (tracked)
 * ``lipsync.json``: ``teller-agent eval lipsync ... --record docs/results/lipsync.json``
 * ``bench.json``: ``teller-agent bench ... --record docs/results/bench.json``
 * ``bench_memory.json``: ``teller-agent bench --seconds 3600 --fast --record docs/results/bench_memory.json``
+* ``bench_room.json``: ``teller-agent bench room --record docs/results/bench_room.json``
 
 :func:`render_section` turns them into markdown (tables, the exact commands, the
 machine), and :func:`update_readme` writes that between :data:`BEGIN` and
@@ -34,6 +35,7 @@ RESULT_FILES = (
     ("bench.json", "Speed", "teller-agent bench --record docs/results/bench.json"),
     ("bench_memory.json", "Memory over an hour of audio",
      "teller-agent bench --seconds 3600 --fast --record docs/results/bench_memory.json"),
+    ("bench_room.json", "In a LiveKit room", "teller-agent bench room --record docs/results/bench_room.json"),
 )
 
 
@@ -87,6 +89,10 @@ def render_section(results_dir: str | Path = RESULTS_DIR) -> str:
             body = lipsync_tables(result)
         elif name == "bench.json":
             body = bench_tables(result)
+        elif name == "bench_room.json":
+            from .live.bench_room import markdown_table as room_table
+
+            body = room_table(result)
         else:
             body = memory_line(result)
         parts.append(body)

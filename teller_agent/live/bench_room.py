@@ -49,7 +49,7 @@ async def _measure(url, key, secret, pcm, sr, worker: bool, interrupt_at: float)
     out: dict = {"mode": kwargs["mode"], "join_s": join, "received_fps": V.received_fps(rec),
                  "speech_seconds": len(pcm) / sr}
     turns = V.speech_turns(rec)
-    start = V.locate(rec, pcm, sr, after=t_say)
+    start = V.locate(rec, pcm, sr, after=t_say, before=t_second)
     if turns and start is not None:
         off = V.av_offsets(rec, turns[0], start) * 1000
         out["av_offset_ms"] = float(np.median(off))
@@ -124,3 +124,24 @@ def room_text(r: dict) -> str:
         f"  interruption: neutral face at the viewer   {ms('settle_ms')} after the clear",
         f"  interruption: playback position error      {ms('position_error_ms')}",
     ])
+
+
+def markdown_table(r: dict) -> str:
+    """The README table for a :func:`run_bench_room` result (targets from the plugin issue)."""
+    def v(name, fmt="{:.1f}"):
+        x = r.get(name)
+        return "n/a" if x is None or x != x else fmt.format(x)
+
+    rows = [
+        ("start to first avatar frame at the viewer", v("join_s", "{:.2f} s"), "<= 1 s"),
+        ("received video", v("received_fps", "{:.1f} fps"), ">= 24 fps"),
+        ("A/V offset at the viewer (median, + = video late)", v("av_offset_ms", "{:+.1f} ms"), "abs(offset) <= 20 ms"),
+        ("A/V offset, p95 of the absolute value", v("av_offset_abs_p95_ms", "{:.1f} ms"), ""),
+        ("audio-to-frame latency p50 / p95", f"{v('latency_ms_p50')} / {v('latency_ms_p95')} ms", "p95 <= 80 ms"),
+        ("agent audio at the viewer after an interruption", v("audio_tail_ms", "{:.0f} ms"), "<= 60 ms"),
+        ("interruption to neutral face at the viewer", v("settle_ms", "{:.0f} ms"), ""),
+        ("playback position reported vs heard", v("position_error_ms", "{:+.0f} ms"), "within 60 ms"),
+    ]
+    lines = [f"{r.get('mode', '?')} mode, {r.get('server', '?')}:", "", "| | measured | target |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join(lines) + "\n"

@@ -58,10 +58,13 @@ class TellerAvatarRunner(AvatarRunner):
         audio_playing = self._audio_playing
         self._audio_playing = False
         video_gen.begin_clear()
+        dropped = self._audio_source.queued_duration
+        self._audio_source.clear_queue()  # now, not a loop iteration later: every ms here is heard
 
         @log_exceptions(logger=logger)
         async def _handle() -> None:
-            dropped = self._audio_source.queued_duration
+            nonlocal dropped
+            dropped += self._audio_source.queued_duration
             await self._av_sync.clear_queue()
             for _ in range(3):  # the forwarder may be inside a push of an old frame: let it land, drop it
                 await asyncio.sleep(0)

@@ -22,10 +22,10 @@ from .metrics import MetricsRecorder, TellerMetrics
 _FRAME_S = 1.0 / FPS
 _FRAME_MS = 1000 // FPS
 _AUDIO_PIECE_MS = 20
-#: How far each frame's audio is pushed ahead of its video. The receiving side's audio path
-#: (Opus packetisation and the jitter buffer) adds about this much more delay than the video
-#: path, measured at a LiveKit viewer on loopback (``teller-agent demo`` prints the offset).
-DEFAULT_AUDIO_LEAD_MS = 80
+#: How far each frame's audio is pushed ahead of its video, compensating the receiving side's longer
+#: audio path (Opus packetisation, jitter buffer). Chosen from viewer measurements on loopback
+#: (``teller-agent bench room``): the median offset then varies between sessions by about +-30 ms.
+DEFAULT_AUDIO_LEAD_MS = 60
 
 
 class TellerVideoGenerator(VideoGenerator):
@@ -53,15 +53,15 @@ class TellerVideoGenerator(VideoGenerator):
     """
 
     def __init__(self, engine: AvatarEngine, *, audio_lead_ms: int = DEFAULT_AUDIO_LEAD_MS):
-        if audio_lead_ms < 0:
-            raise ValueError(f"audio_lead_ms must be >= 0, got {audio_lead_ms}")
+        if abs(audio_lead_ms) > 500:
+            raise ValueError(f"audio_lead_ms must be within +-500 ms, got {audio_lead_ms}")
         self._engine = engine
         self._lead_ms = audio_lead_ms
         self._held: deque[tuple[float, rtc.VideoFrame]] = deque()  # (release when turn audio >= ms, frame)
         self._turn_audio_ms = 0.0
         self._turn_frames = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="teller-engine")
-        self._input: asyncio.Queue[tuple[int, rtc.AudioFrame | AudioSegmentEnd]] = asyncio.Queue()
+        self._input: asyncio.Queue[tuple[int, rtc.AudioFrame | AudioSegmentEnd | None]] = asyncio.Queue()
         self._epoch = 0
         self._av_sync: rtc.AVSynchronizer | None = None
         self._metrics = MetricsRecorder()
@@ -99,6 +99,7 @@ class TellerVideoGenerator(VideoGenerator):
         if self._av_sync is not None:
             await self._av_sync.clear_queue()
         await self._run(self._engine.interrupt)
+        self._input.put_nowait((self._epoch, None))  # wake the stream if it is waiting for turn audio
 
     def __aiter__(self) -> AsyncIterator[rtc.VideoFrame | rtc.AudioFrame | AudioSegmentEnd]:
         return self._stream()
@@ -137,7 +138,8 @@ class TellerVideoGenerator(VideoGenerator):
                     continue
                 frame = await self._run(self._engine.idle_frame)
                 now = time.perf_counter()
-                next_idle += _FRAME_S
+                # (an interruption during the wait above ends a turn without an idle clock yet)
+                next_idle = (now if next_idle is None else next_idle) + _FRAME_S
                 if next_idle < now - _FRAME_S:  # fell behind: skip the missed slots
                     missed = int((now - next_idle) / _FRAME_S)
                     self._metrics.counts.frames_dropped += missed
@@ -145,7 +147,7 @@ class TellerVideoGenerator(VideoGenerator):
                 yield self._video(frame)
                 continue
             epoch, data = item
-            if epoch != self._epoch:
+            if epoch != self._epoch or data is None:
                 continue
             if isinstance(data, AudioSegmentEnd):
                 frames = await self._run(self._engine.end_turn)
@@ -166,7 +168,7 @@ class TellerVideoGenerator(VideoGenerator):
         self._held.clear()
         self._turn_audio_ms = 0.0
         self._turn_frames = 0
-        fill = math.ceil(self._lead_ms / _FRAME_MS)
+        fill = math.ceil(max(0, self._lead_ms) / _FRAME_MS)
         for j in range(-fill, 0):
             frame = await self._run(self._engine.idle_frame)
             self._held.append((j * _FRAME_MS + self._lead_ms, self._video(frame)))
