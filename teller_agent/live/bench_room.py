@@ -78,7 +78,9 @@ def run_bench_room(*, say: str | None = None, audio: str | None = None, worker: 
     """
     import torch
 
-    from ..bench.common import machine
+    import datetime as _dt
+
+    from ..bench.common import code_version, machine
 
     torch.set_num_threads(1)
     pcm, sr = _speech(say or DEFAULT_SENTENCE if audio is None else None, audio)
@@ -102,6 +104,8 @@ def run_bench_room(*, say: str | None = None, audio: str | None = None, worker: 
                 worker_proc.kill()
         if server is not None:
             server.stop()
+    result["created"] = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    result["code"] = code_version()
     result["machine"] = machine()
     result["server"] = "local livekit-server --dev" if server is not None else url
     return result
