@@ -23,52 +23,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 
 from ..audio.encoder import SAMPLES_PER_FRAME
+from ..audio.resampler import StreamResampler, as_mono_float
 from ..audio.features import MELS_PER_FRAME, N_MELS, SAMPLE_RATE, LogMelStream
 from ..motion.latent import MotionLatent
 from .checkpoint import FMLGCheckpoint, load_checkpoint
 from .qwen2_step import Qwen2Stepper
 from .tokenizer import features_to_motion
-
-
-class _Resampler:
-    """Stateful conversion of float mono chunks at ``rate`` Hz to 16 kHz (FFmpeg's swresample via PyAV)."""
-
-    def __init__(self, rate: int):
-        self.rate = rate
-        self._swr = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE) if rate != SAMPLE_RATE else None
-
-    def push(self, pcm: np.ndarray) -> np.ndarray:
-        if self._swr is None or len(pcm) == 0:
-            return pcm
-        frame = av.AudioFrame.from_ndarray(pcm[None, :], format="flt", layout="mono")
-        frame.sample_rate = self.rate
-        return self._collect(self._swr.resample(frame))
-
-    def flush(self) -> np.ndarray:
-        return self._collect(self._swr.resample(None)) if self._swr is not None else np.zeros(0, np.float32)
-
-    @staticmethod
-    def _collect(frames) -> np.ndarray:
-        parts = [f.to_ndarray().reshape(-1) for f in frames]
-        return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
-
-
-def _as_pcm(pcm: np.ndarray) -> np.ndarray:
-    """Any (N,) or (N, C) int16/float array -> (N,) float32 mono in [-1, 1]."""
-    a = np.asarray(pcm)
-    if a.dtype == np.int16:
-        a = a.astype(np.float32) / 32768.0
-    a = a.astype(np.float32)
-    if a.ndim == 2:
-        a = a.mean(axis=1)
-    if a.ndim != 1:
-        raise ValueError(f"audio must be (N,) or (N, channels), got shape {np.shape(pcm)}")
-    return a
 
 
 class MotionGenerator:
@@ -139,10 +103,10 @@ class MotionGenerator:
         """
         if sample_rate <= 0:
             raise ValueError(f"sample_rate must be positive, got {sample_rate}")
-        pcm = _as_pcm(pcm)
+        pcm = as_mono_float(pcm)
         if self._resampler is None or self._resampler.rate != sample_rate:
             tail = self._resampler.flush() if self._resampler is not None else np.zeros(0, np.float32)
-            self._resampler = _Resampler(sample_rate)
+            self._resampler = StreamResampler(sample_rate)
             pcm16 = np.concatenate([tail, self._resampler.push(pcm)])
         else:
             pcm16 = self._resampler.push(pcm)
@@ -171,7 +135,7 @@ class MotionGenerator:
     # -- internals -------------------------------------------------------------
 
     def _new_segment(self) -> None:
-        self._resampler: _Resampler | None = None
+        self._resampler: StreamResampler | None = None
         self._mel = LogMelStream()
         self._mel_pending = np.zeros((0, N_MELS), np.float32)
         self._audio_state: list | None = None
