@@ -33,7 +33,7 @@ RESULT_FILES = (
     ("lipsync.json", "Lip sync on the held-out clips",
      "teller-agent eval lipsync --heldout --record docs/results/lipsync.json"),
     ("bench.json", "Speed", "teller-agent bench --record docs/results/bench.json"),
-    ("bench_memory.json", "Memory over an hour of audio",
+    ("bench_memory.json", "Memory over a long run",
      "teller-agent bench --seconds 3600 --fast --record docs/results/bench_memory.json"),
     ("bench_room.json", "In a LiveKit room", "teller-agent bench room --record docs/results/bench_room.json"),
 )
