@@ -51,3 +51,33 @@ def mouth_sync(generator: MotionGenerator, clips: list[Clip], max_seconds: float
     rs = np.array(list(per_clip.values())) if per_clip else np.zeros((0, 2))
     return {"r": float(rs[:, 0].mean()) if len(rs) else 0.0, "loudness_r": float(rs[:, 1].mean()) if len(rs) else 0.0,
             "clips": per_clip}
+
+
+def evaluate_checkpoint(checkpoint, clips: list[Clip], temperatures: tuple[float, ...] = (0.5, 0.2),
+                        seeds: tuple[int, ...] = (0, 1, 2), whisper_dir=None) -> dict:
+    """Held-out lip sync of a *saved* checkpoint folder (its float16 weights, as shipped), recorded in its
+    ``config.json``: :func:`mouth_sync` averaged over ``seeds`` at each lip temperature in ``temperatures``.
+
+    Returns (and merges into the checkpoint's ``info``): ``heldout_mouth_r`` / ``heldout_loudness_r`` /
+    ``heldout_clips`` at ``temperatures[0]``, ``heldout_mouth_r_by_temperature`` ``{str(t): r}``,
+    ``heldout_eval_seeds``, ``heldout_eval_temperature_mouth``.
+
+    Raises:
+        CheckpointError: the folder does not hold a loadable checkpoint.
+    """
+    from ..fmlg.checkpoint import load_checkpoint, save_checkpoint
+
+    ck = load_checkpoint(checkpoint, whisper_dir=whisper_dir)
+    by_temp = {t: mouth_sync(MotionGenerator(ck, temperature_mouth=t), clips, seeds=seeds) for t in temperatures}
+    first = by_temp[temperatures[0]]
+    result = {
+        "heldout_mouth_r": first["r"],
+        "heldout_loudness_r": first["loudness_r"],
+        "heldout_clips": {k: [round(v[0], 3), round(v[1], 3)] for k, v in first["clips"].items()},
+        "heldout_mouth_r_by_temperature": {str(t): round(v["r"], 4) for t, v in by_temp.items()},
+        "heldout_eval_seeds": list(seeds),
+        "heldout_eval_temperature_mouth": temperatures[0],
+        "heldout_eval_weights": "saved float16 checkpoint",
+    }
+    save_checkpoint(checkpoint, ck.tokenizer, ck.generator, info=result)
+    return result

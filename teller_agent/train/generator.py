@@ -16,7 +16,7 @@ from ..fmlg.model import GeneratorConfig, MotionTokenGenerator
 from ..fmlg.tokenizer import MOUTH_DIM
 from ..eval.metrics import pearson
 from .dataset import Clip, load_clips, sample_clips
-from .evaluate import clip_mouth_opening, mouth_sync
+from .evaluate import clip_mouth_opening, evaluate_checkpoint, mouth_sync
 from .plots import plot_curves
 
 _SILENCE_MEL = -1.0  # log-mel value of digital silence (the feature floor)
@@ -188,27 +188,13 @@ def train_generator(
                 tqdm.write(f"step {step}: held-out ce {val:.3f}, mouth r {last_eval['r']:.3f} "
                            f"(loudness {last_eval['loudness_r']:.3f}), audio-head r {last_eval.get('audio_r', float('nan')):.3f}")
     model.eval()
-    if heldout:
-        # The reported figures: mean over 3 sampling seeds at each mouth temperature in eval_temperatures
-        # (the first one is reported as heldout_mouth_r).
-        by_temp = {}
-        for temp in eval_temperatures:
-            gen = MotionGenerator(FMLGCheckpoint(tokenizer, model), temperature_mouth=temp)
-            by_temp[temp] = mouth_sync(gen, heldout_clips, seeds=(0, 1, 2))
-        last_eval = {**by_temp[eval_temperatures[0]], "audio_r": last_eval.get("audio_r")}
     metrics = {
         "generator_steps": steps,
         "generator_minutes": round((time.time() - start) / 60, 1),
-        "heldout_mouth_r": last_eval.get("r"),
-        "heldout_loudness_r": last_eval.get("loudness_r"),
         "heldout_audio_head_mouth_r": last_eval.get("audio_r"),
-        "heldout_eval_seeds": [0, 1, 2],
-        "heldout_eval_temperature_mouth": eval_temperatures[0] if heldout else None,
-        "heldout_mouth_r_by_temperature": {str(t): round(v["r"], 4) for t, v in by_temp.items()} if heldout else {},
         "generator_lr": lr,
         "generator_real_fraction": real_fraction,
         "generator_aux_mouth": aux_mouth,
-        "heldout_clips": {k: [round(v[0], 3), round(v[1], 3)] for k, v in last_eval.get("clips", {}).items()},
         "generator_parameters": sum(p.numel() for p in model.parameters()),
         "generator_command": command,
     }
@@ -217,4 +203,6 @@ def train_generator(
     plot_curves(out / "generator_loss.png", history, "motion-token generator: cross-entropy")
     if sync_history["held-out mouth r"][0]:
         plot_curves(out / "generator_mouth_r.png", sync_history, "held-out mouth-opening Pearson r", log=False)
+    if heldout_clips:
+        metrics.update(evaluate_checkpoint(out, heldout_clips, eval_temperatures, whisper_dir=whisper_dir))
     return metrics
