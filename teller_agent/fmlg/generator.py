@@ -54,7 +54,7 @@ class MotionGenerator:
         checkpoint: FMLGCheckpoint | str | Path | None = None,
         seed: int = 0,
         top_k: int = 15,
-        temperature_mouth: float = 0.5,
+        temperature_mouth: float = 0.2,
         temperature_head: float = 1.0,
     ):
         ck = checkpoint if isinstance(checkpoint, FMLGCheckpoint) else load_checkpoint(checkpoint)

@@ -132,7 +132,8 @@ def write_model_card(checkpoint: str | Path, dataset: str | Path, commands: list
           "opening; the synthetic (eSpeak NG viseme) clips open the lips wider than the real ones on average."]
          if _headline(info) < 0.5 else []) + [
     ] + (["- One sampled take is a noisy estimate of lip sync (r varies noticeably between sampling seeds); the "
-          "figures above average several seeds."] if info.get("heldout_eval_seeds") else []) + [
+          "figures above average several seeds. There is no separate validation split: the lip temperatures above "
+          "are compared on the same held-out clips."] if info.get("heldout_eval_seeds") else []) + [
         "- The `face68` space drives the CPU warp renderer; a LivePortrait renderer would need a `liveportrait21` checkpoint.",
         "",
     ]
@@ -165,7 +166,8 @@ def _share(info: dict) -> str:
 
 def _seeds(info: dict) -> str:
     seeds = info.get("heldout_eval_seeds")
-    return f", mean over sampling seeds {', '.join(map(str, seeds))}" if seeds else ""
+    text = f", mean over sampling seeds {', '.join(map(str, seeds))}" if seeds else ""
+    return text + (f", {info['heldout_eval_weights']}" if info.get("heldout_eval_weights") else "")
 
 
 def _headline(info: dict) -> float:
@@ -185,7 +187,7 @@ def _by_temperature(info: dict) -> list[str]:
     if info.get("heldout_audio_head_mouth_r") is not None:
         lines += [f"Diagnostic (not used at inference): the training-only linear regression head on the audio embedding "
                   f"alone predicts held-out mouth opening with r = {info['heldout_audio_head_mouth_r']:.3f} "
-                  "(one take, true head pose).", ""]
+                  "(with the clips' true head pose and eyes).", ""]
     return lines
 
 

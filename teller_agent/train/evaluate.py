@@ -53,10 +53,19 @@ def mouth_sync(generator: MotionGenerator, clips: list[Clip], max_seconds: float
             "clips": per_clip}
 
 
-def evaluate_checkpoint(checkpoint, clips: list[Clip], temperatures: tuple[float, ...] = (0.5, 0.2),
+def default_eval_temperatures() -> tuple[float, ...]:
+    """The default lip temperature (``TellerSettings``' default, what ships) first, then 0.5 for comparison."""
+    from ..config import TellerSettings
+
+    default = TellerSettings.model_fields["temperature_mouth"].default
+    return (default,) if default == 0.5 else (default, 0.5)
+
+
+def evaluate_checkpoint(checkpoint, clips: list[Clip], temperatures: tuple[float, ...] | None = None,
                         seeds: tuple[int, ...] = (0, 1, 2), whisper_dir=None) -> dict:
     """Held-out lip sync of a *saved* checkpoint folder (its float16 weights, as shipped), recorded in its
-    ``config.json``: :func:`mouth_sync` averaged over ``seeds`` at each lip temperature in ``temperatures``.
+    ``config.json``: :func:`mouth_sync` averaged over ``seeds`` at each lip temperature in ``temperatures``
+    (default :func:`default_eval_temperatures`).
 
     Returns (and merges into the checkpoint's ``info``): ``heldout_mouth_r`` / ``heldout_loudness_r`` /
     ``heldout_clips`` at ``temperatures[0]``, ``heldout_mouth_r_by_temperature`` ``{str(t): r}``,
@@ -67,6 +76,7 @@ def evaluate_checkpoint(checkpoint, clips: list[Clip], temperatures: tuple[float
     """
     from ..fmlg.checkpoint import load_checkpoint, save_checkpoint
 
+    temperatures = tuple(temperatures or default_eval_temperatures())
     ck = load_checkpoint(checkpoint, whisper_dir=whisper_dir)
     by_temp = {t: mouth_sync(MotionGenerator(ck, temperature_mouth=t), clips, seeds=seeds) for t in temperatures}
     first = by_temp[temperatures[0]]

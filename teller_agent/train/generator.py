@@ -85,7 +85,7 @@ def train_generator(
     real_fraction: float = 0.5,
     aux_mouth: float = 1.0,
     threads: int | None = None,
-    eval_temperatures: tuple[float, ...] = (0.5, 0.2),
+    eval_temperatures: tuple[float, ...] | None = None,
     whisper_dir: str | Path | None = None,
 ) -> dict:
     """Train the generator on the tokens of the tokenizer stored in ``checkpoint``; writes
@@ -98,7 +98,8 @@ def train_generator(
     continuous lip target next to the sparse token targets, which on their own let the model
     lean on the previous frame's tokens. ``real_fraction`` of the windows come from real clips;
     ``threads`` sets ``torch.set_num_threads`` (None: leave it). The final held-out figures are
-    averaged over 3 sampling seeds, for each lip temperature in ``eval_temperatures``. With
+    averaged over 3 sampling seeds, for each lip temperature in ``eval_temperatures`` (default: the
+    shipped default lip temperature, then 0.5), from the saved float16 weights. With
     ``config.audio_encoder == "whisper"``, ``whisper_dir`` is the local Whisper model whose frozen
     encoder embeds the audio (Teller, sec. 3.2; see :mod:`teller_agent.audio.whisper`)."""
     if threads:
