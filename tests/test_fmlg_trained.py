@@ -54,10 +54,6 @@ def test_tokenizer_round_trip_within_reported_error(shared_data):
     assert err < 1.5 * reported, (err, reported)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 3 is open (held-out mouth r 0.31 < 0.5): the shipped checkpoint "
-                   "closes the lips in silence and opens them for speech, but the opening varies during speech only "
-                   "about 1.9x as much as the sampled jitter in silence (2x asked); remove this mark when a "
-                   "checkpoint passes")
 def test_silence_closes_the_mouth_and_speech_opens_it(generator, portrait, shared_data):
     silent = generator.generate(np.zeros(3 * SAMPLE_RATE, np.float32), SAMPLE_RATE)
     pcm, _ = load_audio(shared_data / "talking" / "styletalk__andrew_clip_2.wav", SAMPLE_RATE)  # held out
