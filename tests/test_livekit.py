@@ -8,9 +8,7 @@ figures (first frame, latency percentiles) are printed by ``teller-agent demo`` 
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -19,6 +17,7 @@ import pytest
 pytest.importorskip("livekit.plugins.teller", reason="install plugins/livekit-plugins-teller")
 
 from teller_agent.live import viewer as V  # noqa: E402
+from teller_agent.live.demo import start_worker  # noqa: E402
 from teller_agent.live.harness import AgentHarness  # noqa: E402
 from teller_agent.live.server import LiveKitServerError, LocalLiveKitServer  # noqa: E402
 
@@ -152,21 +151,12 @@ def test_portrait_without_a_face_fails_before_joining(server, tmp_path, settings
 
 def test_avatar_worker_is_dispatched_serves_only_its_agent_and_leaves_with_it(server, sentence, settings):
     pcm, sr = sentence
-    env = dict(os.environ, **server.env(), TELLER_CACHE_DIR=str(settings.cache_dir), TELLER_WORKER_LOAD="sessions",
-               TELLER_WORKER_HTTP_PORT="0")
-    worker = subprocess.Popen([sys.executable, "-m", "livekit.plugins.teller.worker", "start"], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    log: list[str] = []
+    env = dict(server.env(), TELLER_CACHE_DIR=str(settings.cache_dir), TELLER_WORKER_LOAD="sessions")
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and worker.poll() is None:
-            line = worker.stdout.readline()
-            log.append(line)
-            if "registered worker" in line:
-                break
-        else:
-            pytest.fail("the avatar worker did not register with the server:\n" + "".join(log[-30:]))
-
+        worker = start_worker(env, timeout=90)
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    try:
         async def main():
             from livekit import rtc
 
@@ -209,7 +199,6 @@ def test_avatar_worker_is_dispatched_serves_only_its_agent_and_leaves_with_it(se
         except subprocess.TimeoutExpired:
             worker.kill()
             out, _ = worker.communicate()
-        out = "".join(log) + out
     print(f"worker mode: first frame {first:.2f} s after AvatarSession.start; metrics {metrics}")
     assert behalf == "agent"
     rec = h.viewer.rec

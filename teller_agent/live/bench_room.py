@@ -18,16 +18,13 @@ idles 1 s, speaks a sentence to the end, idles 1 s, speaks it again and is inter
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 import time
 
 import numpy as np
 
 from . import viewer as V
-from .demo import DEFAULT_SENTENCE, _speech, _start_worker
+from .demo import DEFAULT_SENTENCE, _speech, livekit_endpoint
 from .harness import AgentHarness
-from .server import LocalLiveKitServer
 
 
 async def _measure(url, key, secret, pcm, sr, worker: bool, interrupt_at: float) -> dict:
@@ -84,30 +81,12 @@ def run_bench_room(*, say: str | None = None, audio: str | None = None, worker: 
 
     torch.set_num_threads(1)
     pcm, sr = _speech(say or DEFAULT_SENTENCE if audio is None else None, audio)
-    server = worker_proc = None
-    try:
-        if os.environ.get("LIVEKIT_URL"):
-            url, key, secret = (os.environ["LIVEKIT_URL"], os.environ.get("LIVEKIT_API_KEY", ""),
-                                os.environ.get("LIVEKIT_API_SECRET", ""))
-        else:
-            server = LocalLiveKitServer().start()
-            url, key, secret = server.url, server.api_key, server.api_secret
-        if worker:
-            worker_proc = _start_worker({"LIVEKIT_URL": url, "LIVEKIT_API_KEY": key, "LIVEKIT_API_SECRET": secret})
-        result = asyncio.run(_measure(url, key, secret, pcm, sr, worker, interrupt_at))
-    finally:
-        if worker_proc is not None:
-            worker_proc.terminate()
-            try:
-                worker_proc.wait(15)
-            except subprocess.TimeoutExpired:
-                worker_proc.kill()
-        if server is not None:
-            server.stop()
+    with livekit_endpoint(worker) as ep:
+        result = asyncio.run(_measure(ep.url, ep.api_key, ep.api_secret, pcm, sr, worker, interrupt_at))
     result["created"] = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     result["code"] = code_version()
     result["machine"] = machine()
-    result["server"] = "local livekit-server --dev" if server is not None else url
+    result["server"] = "local livekit-server --dev" if ep.local else ep.url
     return result
 
 

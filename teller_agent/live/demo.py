@@ -17,10 +17,12 @@ it shows; ``--no-stamp`` turns that (and the offset figure) off.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -78,7 +80,14 @@ def _speech(say: str | None, audio: str | None) -> tuple[np.ndarray, int]:
     return (np.clip(np.asarray(pcm, np.float32), -1, 1) * 32767).astype(np.int16), sr
 
 
-def _start_worker(env: dict[str, str], timeout: float = 120.0) -> subprocess.Popen:
+def start_worker(env: dict[str, str], timeout: float = 120.0) -> subprocess.Popen:
+    """Start ``python -m livekit.plugins.teller.worker start`` with ``env`` added to this process's
+    environment (health port: any free one) and return once it has registered with the server.
+    Its output stays readable on ``proc.stdout``.
+
+    Raises:
+        RuntimeError: it exited or did not register within ``timeout`` s (the message has its last lines).
+    """
     proc = subprocess.Popen([sys.executable, "-m", "livekit.plugins.teller.worker", "start"],
                             env={**os.environ, **env, "TELLER_WORKER_HTTP_PORT": "0"},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -91,6 +100,52 @@ def _start_worker(env: dict[str, str], timeout: float = 120.0) -> subprocess.Pop
             return proc
     proc.kill()
     raise RuntimeError("the avatar worker did not register with the LiveKit server:\n" + "".join(tail))
+
+
+@dataclass
+class Endpoint:
+    """Where to connect: a LiveKit server's URL and key pair, and whether this run started it."""
+
+    url: str
+    api_key: str
+    api_secret: str
+    local: bool
+
+
+@contextlib.contextmanager
+def livekit_endpoint(worker: bool = False, log=lambda msg: None) -> Iterator[Endpoint]:
+    """The LiveKit server at ``LIVEKIT_URL`` (with ``LIVEKIT_API_KEY`` / ``LIVEKIT_API_SECRET``), or a
+    local ``--dev`` server started here when it is unset; with ``worker``, also an avatar worker
+    registered with it. Everything started here is stopped on exit.
+
+    Raises:
+        LiveKitServerError: ``LIVEKIT_URL`` is unset and no server binary is installed.
+        RuntimeError: the avatar worker did not register.
+    """
+    server = worker_proc = None
+    try:
+        if os.environ.get("LIVEKIT_URL"):
+            ep = Endpoint(os.environ["LIVEKIT_URL"], os.environ.get("LIVEKIT_API_KEY", ""),
+                          os.environ.get("LIVEKIT_API_SECRET", ""), local=False)
+            log(f"using the LiveKit server at {ep.url}")
+        else:
+            server = LocalLiveKitServer().start()
+            ep = Endpoint(server.url, server.api_key, server.api_secret, local=True)
+            log(f"started a local LiveKit server (--dev) at {ep.url}")
+        if worker:
+            log("starting an avatar worker ...")
+            worker_proc = start_worker({"LIVEKIT_URL": ep.url, "LIVEKIT_API_KEY": ep.api_key,
+                                        "LIVEKIT_API_SECRET": ep.api_secret})
+        yield ep
+    finally:
+        if worker_proc is not None:
+            worker_proc.terminate()
+            try:
+                worker_proc.wait(15)
+            except subprocess.TimeoutExpired:
+                worker_proc.kill()
+        if server is not None:
+            server.stop()
 
 
 async def _run(url: str, key: str, secret: str, pcm: np.ndarray, sr: int, output: Path, mode: str,
@@ -138,30 +193,9 @@ def run_demo(output: str | Path = "demo.mp4", *, say: str | None = None, audio: 
     torch.set_num_threads(1)
     output = Path(output)
     pcm, sr = _speech(say, audio)
-    server = None
-    worker_proc = None
-    try:
-        if os.environ.get("LIVEKIT_URL"):
-            url, key, secret = (os.environ["LIVEKIT_URL"], os.environ.get("LIVEKIT_API_KEY", ""),
-                                os.environ.get("LIVEKIT_API_SECRET", ""))
-            log(f"using the LiveKit server at {url}")
-        else:
-            server = LocalLiveKitServer().start()
-            url, key, secret = server.url, server.api_key, server.api_secret
-            log(f"started a local LiveKit server (--dev) at {url}")
-        if worker:
-            log("starting an avatar worker ...")
-            worker_proc = _start_worker({"LIVEKIT_URL": url, "LIVEKIT_API_KEY": key, "LIVEKIT_API_SECRET": secret})
-        result = asyncio.run(_run(url, key, secret, pcm, sr, output, "worker" if worker else "local", image, stamp))
-    finally:
-        if worker_proc is not None:
-            worker_proc.terminate()
-            try:
-                worker_proc.wait(15)
-            except subprocess.TimeoutExpired:
-                worker_proc.kill()
-        if server is not None:
-            server.stop()
+    with livekit_endpoint(worker, log) as ep:
+        result = asyncio.run(_run(ep.url, ep.api_key, ep.api_secret, pcm, sr, output,
+                                  "worker" if worker else "local", image, stamp))
     for line in result.lines():
         log(line)
     return result
