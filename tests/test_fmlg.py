@@ -148,6 +148,38 @@ def test_depth_sampler_matches_the_teacher_forced_depth_head(streams):
         assert tokens[k] == idx[(top / temps[k] + gumbel[k]).argmax()]
 
 
+@pytest.mark.parametrize("streams", [1, 2])
+def test_depth_sampler_expected_mouth_code_is_the_top_k_mean(streams):
+    """With codebooks, the sampler returns the same tokens plus the sum over mouth levels of the codebook
+    vectors averaged under the softmax of the top-k logits (each level given the sampled coarser tokens)."""
+    torch.manual_seed(10 + streams)
+    cfg = GeneratorConfig(d_model=32, tokens_per_frame=6, mouth_tokens=3, codebook_size=40, depth_streams=streams)
+    head = MotionTokenGenerator(cfg).depth.eval()
+    temps, top_k = [0.3] * 3 + [1.0] * 3, 7
+    sampler = head.sampler(temps, top_k)
+    h, uniform, codebooks = torch.randn(32), torch.rand(6, top_k), torch.randn(3, 40, 5)
+    with torch.no_grad():
+        tokens, mean = sampler(h, uniform, codebooks, mean_temperature=0.7)
+        assert torch.equal(tokens, sampler(h, uniform))
+        logits = head(h[None, None], tokens[None, None])[0, 0]
+    want = torch.zeros(5)
+    for k in range(3):
+        top, idx = logits[k].topk(top_k)
+        want += torch.softmax(top / 0.7, -1) @ codebooks[k][idx]
+    torch.testing.assert_close(mean, want, rtol=1e-4, atol=1e-5)
+
+
+def test_lip_mean_changes_only_the_lips(tiny_checkpoint):
+    """Decoding the expected mouth codes leaves the sampled tokens, hence head pose, eyes and brows, as they were."""
+    from teller_agent.fmlg.tokenizer import MOUTH_DIM, motion_to_features
+
+    pcm = _speech(1.0, 16000, seed=4)
+    mean = motion_to_features(MotionGenerator(tiny_checkpoint, seed=2).generate(pcm, 16000))
+    sampled = motion_to_features(MotionGenerator(tiny_checkpoint, seed=2, lip_mean=False).generate(pcm, 16000))
+    np.testing.assert_allclose(mean[:, MOUTH_DIM:], sampled[:, MOUTH_DIM:], atol=1e-5)
+    assert np.abs(mean[:, :MOUTH_DIM] - sampled[:, :MOUTH_DIM]).max() > 1e-4
+
+
 def test_old_configs_keep_one_depth_chain():
     d = GeneratorConfig().to_dict()
     del d["depth_streams"]

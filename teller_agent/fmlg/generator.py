@@ -11,8 +11,17 @@ the 15 ms tail of the last mel window) have arrived. Per frame:
    ``Qwen2Model`` weights one position at a time),
 3. the depth head samples the frame's motion tokens coarse to fine with top-k
    sampling (Teller uses k = 15) at one temperature for lips and another for
-   head pose, blinks and brows,
+   head pose, blinks and brows; the sampled tokens are fed back as the next
+   frame's input,
 4. the RVQ decoders turn the tokens into a motion latent frame (incremental conv state).
+   By default the lips are decoded from the *expected* code of each mouth RVQ
+   level under the model's top-k distribution (given the sampled coarser levels)
+   rather than from the sampled codes: the conditional mean instead of one draw,
+   which cuts the frame-to-frame lip jitter of sampling by about a third and
+   follows the audio more closely (shipped checkpoint, held-out mouth-opening r
+   0.306 -> 0.364, mean of seeds 0-2). It needs no extra look-ahead and is computed
+   per frame like the rest; the sampled tokens (fed back, and used for the head)
+   are unchanged.
 
 Random draws are seeded per frame from ``(seed, frame index)``, and every
 stage runs one frame at a time, so feeding a clip in 10 ms chunks or in one
@@ -44,6 +53,9 @@ class MotionGenerator:
         top_k: sample among the k most likely tokens (Teller, sec. 4.1: 15).
         temperature_mouth: sampling temperature of the lip/jaw tokens (lower = steadier lips).
         temperature_head: sampling temperature of head pose, blink and brow tokens.
+        lip_mean: decode the lips from the expected mouth codes (see the module docstring) instead of
+            the sampled ones (False: the sampled codes, as before).
+        lip_mean_temperature: softmax temperature of the top-k logits for that expectation.
 
     Raises:
         CheckpointError: the checkpoint is missing or corrupt.
@@ -56,6 +68,8 @@ class MotionGenerator:
         top_k: int = 15,
         temperature_mouth: float = 0.2,
         temperature_head: float = 1.0,
+        lip_mean: bool = True,
+        lip_mean_temperature: float = 1.0,
     ):
         ck = checkpoint if isinstance(checkpoint, FMLGCheckpoint) else load_checkpoint(checkpoint)
         self.tokenizer = ck.tokenizer
@@ -67,6 +81,9 @@ class MotionGenerator:
             cfg.tokens_per_frame - cfg.mouth_tokens
         )
         self._depth = self.model.depth.sampler(self._temps, top_k)
+        self.lip_mean, self.lip_mean_temperature = lip_mean, lip_mean_temperature
+        self._mouth_q: torch.Tensor | None = None
+        self._mouth_codebooks = self.tokenizer.mouth.rvq.codebooks.detach()  # (levels, V, C)
         self._backbone = Qwen2Stepper(self.model.backbone)
         self.reset()
 
@@ -166,7 +183,11 @@ class MotionGenerator:
         h = self._backbone(x[0, 0])  # Qwen2Model's last hidden state for this position (sliding-window KV)
         # Gumbel-max over the top-k logits = sampling from their softmax; one seeded draw per frame.
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self._frame)
-        tokens = self._depth(h, torch.rand(model.cfg.tokens_per_frame, self.top_k, generator=gen))
+        uniform = torch.rand(model.cfg.tokens_per_frame, self.top_k, generator=gen)
+        if self.lip_mean:
+            tokens, self._mouth_q = self._depth(h, uniform, self._mouth_codebooks, self.lip_mean_temperature)
+        else:
+            tokens = self._depth(h, uniform)
         self._prev = tokens
         self._frame += 1
         return self._prev
@@ -179,7 +200,10 @@ class MotionGenerator:
         for name, codec, codes in (("mouth", tok.mouth, tokens[:n]), ("head", tok.head, tokens[n:])):
             # Sum of the chosen code of every RVQ level (ResidualVQ.get_output_from_indices without
             # its per-call einx overhead; the RVQ here has no output projection).
-            q = codec.rvq.codebooks[torch.arange(n), codes].sum(0)[None, None]
+            if name == "mouth" and self.lip_mean:
+                q = self._mouth_q[None, None]  # the expected mouth code (see the module docstring)
+            else:
+                q = codec.rvq.codebooks[torch.arange(n), codes].sum(0)[None, None]
             y, self._dec_state[name] = codec.decoder.step(q, self._dec_state[name])
             out.append(y[0])
         return torch.cat(out, -1) * tok.std + tok.mean
