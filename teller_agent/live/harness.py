@@ -35,8 +35,10 @@ class AgentRun:
     playbacks: list[Playback] = field(default_factory=list)
 
 
-def audio_frames(pcm: np.ndarray, sample_rate: int, chunk_ms: int = 20):
-    """An async iterator of ``rtc.AudioFrame`` of ``chunk_ms`` each over (N,) int16 or float ``pcm``."""
+def audio_frames(pcm: np.ndarray, sample_rate: int, chunk_ms: int = 20, realtime: bool = False):
+    """An async iterator of ``rtc.AudioFrame`` of ``chunk_ms`` each over (N,) int16 or float ``pcm``:
+    all at once (a TTS running ahead of playback), or paced at real time with ``realtime``
+    (speech streamed as it is spoken: the worst case for audio-to-frame latency)."""
     from livekit import rtc
 
     a = np.asarray(pcm)
@@ -45,7 +47,10 @@ def audio_frames(pcm: np.ndarray, sample_rate: int, chunk_ms: int = 20):
     n = max(1, sample_rate * chunk_ms // 1000)
 
     async def gen():
+        t0 = time.perf_counter()
         for i in range(0, len(a), n):
+            if realtime:
+                await asyncio.sleep(max(0.0, t0 + i / sample_rate - time.perf_counter()))
             c = a[i : i + n]
             yield rtc.AudioFrame(c.tobytes(), sample_rate, 1, len(c))
 
@@ -113,9 +118,11 @@ class AgentHarness:
         def _finished(ev) -> None:
             self.run.playbacks.append(Playback(time.perf_counter(), ev.playback_position, ev.interrupted))
 
-    def say(self, pcm: np.ndarray, sample_rate: int, text: str = "..."):
-        """Speak ``pcm`` as the agent; returns the ``SpeechHandle``."""
-        return self.session.say(text, audio=audio_frames(pcm, sample_rate), add_to_chat_ctx=False)
+    def say(self, pcm: np.ndarray, sample_rate: int, text: str = "...", realtime: bool = False):
+        """Speak ``pcm`` as the agent (see :func:`audio_frames` for ``realtime``); returns the
+        ``SpeechHandle``."""
+        return self.session.say(text, audio=audio_frames(pcm, sample_rate, realtime=realtime),
+                                add_to_chat_ctx=False)
 
     def interrupt(self) -> float:
         """Interrupt the agent's speech now; returns the perf_counter time of the call."""

@@ -4,8 +4,10 @@ Public API::
 
     AvatarEngine(avatar, generator, sample_rate=24000, vad=True, stamp_frames=False)
     AvatarEngine.from_settings(settings, image=None, **kwargs)
-        .push_audio(pcm, sample_rate) -> list[AvatarFrame]
-        .end_turn() -> list[AvatarFrame]
+        .push_audio(pcm, sample_rate) -> list[AvatarFrame]   # = feed + render
+        .end_turn() -> list[AvatarFrame]                     # = finish + render
+        .feed(pcm, sample_rate) -> int; .finish() -> int      # motion only, frames left pending
+        .render(max_frames=None) -> list[AvatarFrame]
         .interrupt()
         .idle_frame() -> AvatarFrame
     IdleMotion(seed).next_frame() -> MotionLatent

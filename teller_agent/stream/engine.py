@@ -61,8 +61,10 @@ class AvatarFrame:
         speaking: whether the frame belongs to a speech turn.
         index: frame number within the turn (speech) or since start (idle).
         mouth: inner-lip opening of the rendered motion, in face widths (0 = closed as photographed).
-        latency_s: seconds from the arrival of the frame's audio to the frame being ready
-            (speech frames only; includes the generator's look-ahead wait).
+        latency_s: audio-to-frame latency, seconds: from the arrival of the frame's last audio
+            sample to the frame being rendered, including the wait for the generator's look-ahead
+            audio, excluding the time a finished motion frame waited for :meth:`AvatarEngine.render`
+            (its output slot, when audio arrives faster than real time). Speech frames only.
         generate_ms, render_ms: time spent on this frame's motion and pixels.
     """
 
@@ -156,7 +158,8 @@ class AvatarEngine:
 
     @property
     def speaking(self) -> bool:
-        """True from the first audio of a turn until :meth:`end_turn` or :meth:`interrupt`."""
+        """True from the first audio of a turn until its last frame is rendered after
+        :meth:`finish` (or :meth:`end_turn`), or :meth:`interrupt`."""
         return self._in_turn
 
     @property
@@ -166,11 +169,13 @@ class AvatarEngine:
 
     def _new_turn(self) -> None:
         self._in_turn = False
+        self._finishing = False
         self._onset = False
         self._audio = np.zeros(0, np.float32)  # received audio at sample_rate not yet handed back
         self._received = 0  # samples received this turn
         self._emitted = 0  # frames handed back this turn
         self._arrivals: deque[tuple[int, float]] = deque()  # (samples received after a push, perf_counter)
+        self._pending: deque[tuple[MotionLatent, float, bool, float]] = deque()  # (motion, gen ms, last, ready)
         self._resampler: StreamResampler | None = None
         self._vad_resampler = StreamResampler(self.sample_rate)
         self._gate_value = 0.0
@@ -181,7 +186,8 @@ class AvatarEngine:
     # -- input ------------------------------------------------------------------
 
     def push_audio(self, pcm: np.ndarray, sample_rate: int) -> list[AvatarFrame]:
-        """Feed speech audio; returns the frames it completed (possibly none).
+        """Feed speech audio; returns the frames it completed (possibly none):
+        :meth:`feed` then :meth:`render`.
 
         Args:
             pcm: (N,) or (N, channels) int16 or float samples.
@@ -190,6 +196,27 @@ class AvatarEngine:
         Raises:
             ValueError: bad shape or sample rate.
         """
+        self.feed(pcm, sample_rate)
+        return self.render()
+
+    def feed(self, pcm: np.ndarray, sample_rate: int) -> int:
+        """Feed speech audio and run the motion generator on it, without rendering: the motion
+        frames it completes wait in the engine until :meth:`render`. A publisher calls this as
+        soon as audio arrives and renders each frame when its output slot is free, so frames are
+        never rendered far ahead of playout (a 20 s TTS burst costs 20 s of motion, a few KB,
+        not 500 rendered images).
+
+        Args: as :meth:`push_audio`.
+
+        Returns:
+            frames now waiting to be rendered.
+
+        Raises:
+            ValueError: bad shape or sample rate.
+            RuntimeError: called after :meth:`finish` before the turn's last frame was rendered.
+        """
+        if self._finishing:
+            raise RuntimeError("the turn is finishing: render its remaining frames before feeding the next turn")
         now = time.perf_counter()
         x = as_mono_float(pcm)
         if sample_rate != self.sample_rate:
@@ -199,20 +226,54 @@ class AvatarEngine:
         if not self._in_turn:
             self._in_turn = True
             self._onset = True
-        return self._consume(x, now)
+        self._consume(x, now)
+        return len(self._pending)
 
-    def end_turn(self) -> list[AvatarFrame]:
-        """The turn's audio is complete: returns its remaining frames (the last one carries any
-        leftover audio). The face then settles to idle over 4 frames. No-op outside a turn."""
-        if not self._in_turn:
-            return []
+    @property
+    def finishing(self) -> bool:
+        """:meth:`finish` was called and the turn still has frames to render."""
+        return self._finishing
+
+    @property
+    def pending(self) -> int:
+        """Motion frames generated and waiting for :meth:`render`."""
+        return len(self._pending)
+
+    def render(self, max_frames: int | None = None) -> list[AvatarFrame]:
+        """Render up to ``max_frames`` (default: all) waiting motion frames, oldest first. After
+        :meth:`finish`, rendering the turn's last frame ends the turn (the face then settles to
+        idle over 4 frames)."""
+        t_request = time.perf_counter()
+        n = len(self._pending) if max_frames is None else min(max_frames, len(self._pending))
+        frames = [self._speech_frame(*self._pending.popleft(), t_request) for _ in range(n)]
+        if self._finishing and not self._pending:
+            if self._emitted:
+                self._settle = (self._last, END_SETTLE)
+            self._new_turn()
+        return frames
+
+    def finish(self) -> int:
+        """The turn's audio is complete: generate its remaining motion (the last frame will carry
+        any leftover audio). The turn ends when :meth:`render` has handed out its last frame;
+        :attr:`speaking` stays True until then. No-op outside a turn.
+
+        Returns:
+            frames now waiting to be rendered.
+        """
+        if not self._in_turn or self._finishing:
+            return len(self._pending)
         now = time.perf_counter()
         tail = self._resampler.flush() if self._resampler is not None else np.zeros(0, np.float32)
-        frames = self._consume(tail, now, final=True)
-        if frames:
-            self._settle = (self._last, END_SETTLE)
-        self._new_turn()
-        return frames
+        self._consume(tail, now, final=True)
+        self._finishing = True
+        return len(self._pending)
+
+    def end_turn(self) -> list[AvatarFrame]:
+        """:meth:`finish` then :meth:`render`: returns the turn's remaining frames."""
+        if not self._in_turn:
+            return []
+        self.finish()
+        return self.render()
 
     def interrupt(self) -> None:
         """Drop the turn's buffered audio, empty the generator's KV cache, and settle from the
@@ -237,7 +298,7 @@ class AvatarEngine:
         self._idle_count += 1
         return frame
 
-    def _consume(self, x: np.ndarray, now: float, final: bool = False) -> list[AvatarFrame]:
+    def _consume(self, x: np.ndarray, now: float, final: bool = False) -> None:
         t0 = time.perf_counter()
         if len(x):
             self._audio = np.concatenate([self._audio, x])
@@ -248,14 +309,13 @@ class AvatarEngine:
             if final:
                 self.gate.push(self._vad_resampler.flush())
         motion = self.generator.flush() if final else self.generator.push_audio(x, self.sample_rate)
-        gen_ms = (time.perf_counter() - t0) * 1000 / max(1, len(motion))
-        frames = []
+        ready = time.perf_counter()
+        gen_ms = (ready - t0) * 1000 / max(1, len(motion))
         for i in range(len(motion)):
-            last = final and i == len(motion) - 1
-            frames.append(self._speech_frame(motion[i], gen_ms, last))
-        return frames
+            self._pending.append((motion[i], gen_ms, final and i == len(motion) - 1, ready))
 
-    def _speech_frame(self, motion: MotionLatent, gen_ms: float, last: bool) -> AvatarFrame:
+    def _speech_frame(self, motion: MotionLatent, gen_ms: float, last: bool, ready: float,
+                      t_request: float) -> AvatarFrame:
         t0 = time.perf_counter()
         k = self._emitted
         spf = self.samples_per_frame
@@ -278,7 +338,8 @@ class AvatarEngine:
         audio = np.clip(np.round(chunk * 32767.0), -32768, 32767).astype(np.int16)
         frame = self._render(motion, audio, True, k, t0)
         frame.generate_ms = gen_ms
-        frame.latency_s = time.perf_counter() - self._arrival_of(min((k + 1) * spf, self._received))
+        waited = max(0.0, t_request - ready)  # for an output slot (audio arrived faster than real time)
+        frame.latency_s = time.perf_counter() - self._arrival_of(min((k + 1) * spf, self._received)) - waited
         self._emitted += 1
         return frame
 

@@ -36,6 +36,8 @@ def read_stamp(frame: np.ndarray) -> int | None:
     """The code stamped into an (S, S, 3) or (S, S) frame, or None when the guard blocks are absent."""
     gray = frame if frame.ndim == 2 else frame[..., :3].mean(axis=2)
     b = _block(gray.shape[0])
+    if gray.shape[1] < (BITS + 2) * b:  # too narrow to hold a stamp (a received frame of another shape)
+        return None
     y = gray.shape[0] - b
     m = max(1, b // 4)  # sample block centres, away from compression ringing at the edges
     levels = [float(gray[y + m : -m or None, i * b + m : (i + 1) * b - m].mean()) for i in range(BITS + 2)]

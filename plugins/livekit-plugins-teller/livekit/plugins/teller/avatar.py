@@ -137,7 +137,6 @@ class AvatarSession(_BaseAvatarSession):
         audio_out = QueueAudioOutput(sample_rate=self._sample_rate)
         self._video_gen = TellerVideoGenerator(self._engine)
         self._runner = TellerAvatarRunner(room, audio_recv=audio_out, video_gen=self._video_gen, options=options)
-        self._video_gen.set_av_sync(self._runner.av_sync)
         await self._runner.start()
         agent_session.output.replace_audio_tail(audio_out)
         logger.info("teller avatar started in-process", extra={"size": size, "sample_rate": self._sample_rate})

@@ -2,9 +2,10 @@
 
 livekit-agents' ``AvatarRunner`` counts audio as played when it is *queued* into the
 ``AudioSource`` (up to ``queue_size_ms`` ahead of what listeners have heard), and a frame
-the forwarder is already pushing can slip into the queue right after it is cleared. On
-``clear_buffer`` this runner instead:
+the forwarder is already pushing can slip into the queue right after it is cleared. This runner:
 
+0. publishes through an audio-clocked synchronizer (:mod:`.sync`) instead of the stock
+   free-running one, so every frame leaves with its own audio;
 1. stops the video generator handing out frames of the interrupted turn (synchronously);
 2. clears the AVSynchronizer's queues, lets the forwarder finish the push it was in,
    and clears again;
@@ -24,6 +25,7 @@ from livekit.agents.utils import log_exceptions
 from livekit.agents.voice.avatar import AvatarRunner
 
 from .log import logger
+from .sync import AudioClockedSynchronizer
 from .video_generator import TellerVideoGenerator
 
 
@@ -34,7 +36,20 @@ VIDEO_MAX_BITRATE = 1_500_000  # bits per second
 
 
 class TellerAvatarRunner(AvatarRunner):
-    """An ``AvatarRunner`` (same arguments) for a :class:`TellerVideoGenerator`."""
+    """An ``AvatarRunner`` (same arguments) for a :class:`TellerVideoGenerator`, publishing
+    through an :class:`~.sync.AudioClockedSynchronizer` (each frame captured when its audio
+    plays out, ``video_gen.video_delay_ms`` later)."""
+
+    def __init__(self, room: rtc.Room, *, audio_recv, video_gen: TellerVideoGenerator, options, **kwargs) -> None:
+        super().__init__(room, audio_recv=audio_recv, video_gen=video_gen, options=options, **kwargs)
+        stock = self._av_sync
+        stock._stopped = True
+        stock._capture_video_task.cancel()  # the stock synchronizer's free-running capture loop
+        self._av_sync = AudioClockedSynchronizer(
+            audio_source=self._audio_source, video_source=self._video_source,
+            video_fps=options.video_fps, video_delay_ms=video_gen.video_delay_ms,
+        )
+        video_gen.set_av_sync(self._av_sync)
 
     async def _publish_track(self) -> None:
         async with self._lock:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import time
-from collections import deque
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,20 +18,21 @@ from .log import logger
 from .metrics import MetricsRecorder, TellerMetrics
 
 _FRAME_S = 1.0 / FPS
-_FRAME_MS = 1000 // FPS
 _AUDIO_PIECE_MS = 20
-#: How far each frame's audio is pushed ahead of its video, compensating the receiving side's longer
-#: audio path (Opus packetisation, jitter buffer). Chosen from viewer measurements on loopback
-#: (``teller-agent bench room``): the median offset then varies between sessions by about +-30 ms.
-DEFAULT_AUDIO_LEAD_MS = 60
+_FEED_MS = 80  # most audio the engine takes in one call (about 10 ms of work)
+#: How much later than its audio each speech frame is sent (see :mod:`.sync`), compensating the
+#: receiving side's longer audio path (Opus packetisation, jitter buffer). On loopback the
+#: viewer received audio 17-42 ms later than video sent at the same instant (5 sessions), so
+#: 30 ms centres that range.
+DEFAULT_VIDEO_DELAY_MS = 30
 
 
 class TellerVideoGenerator(VideoGenerator):
     """Turns the agent's TTS audio into avatar video at a steady 25 fps.
 
     * Speech: audio frames (any sample rate) go through the engine; each video frame is
-      followed by the exact 40 ms of audio it shows, so ``AVSynchronizer`` publishes them
-      in sync. ``AudioSegmentEnd`` flushes the turn and is passed on once its frames are out.
+      preceded by the exact 40 ms of audio it shows, and the synchronizer publishes the frame
+      when that audio plays out. ``AudioSegmentEnd`` flushes the turn and is passed on once its frames are out.
     * Idle: with no audio, idle frames (blinks, breathing, head sway) at 25 fps on a
       wall clock, keeping the AVSynchronizer's video queue short so the next turn starts
       without lag.
@@ -43,25 +42,31 @@ class TellerVideoGenerator(VideoGenerator):
 
     The engine runs on one worker thread so rendering never blocks the event loop.
 
-    Audio/video alignment: each frame's audio is handed out ``audio_lead_ms`` before the frame
-    (in 20 ms pieces), compensating the longer audio path at the receiver; a turn starts with
-    ``ceil(audio_lead_ms / 40)`` idle frames so video never stalls while the lead builds up.
+    Audio is fed to the engine's motion generator as soon as it arrives; frames are rendered
+    one at a time when the publisher takes the next one, so a long TTS burst is never rendered
+    far ahead of playout and an interruption wastes no rendering.
+
+    Audio/video alignment: each speech frame is handed out right after its own audio (in 20 ms
+    pieces); :class:`~.sync.AudioClockedSynchronizer` captures it when that audio plays out,
+    ``video_delay_ms`` later.
 
     Args:
         engine: the session's :class:`~teller_agent.stream.AvatarEngine`.
-        audio_lead_ms: see above (0 pushes each frame with its own audio).
+        video_delay_ms: milliseconds, within +-500 (0 sends each frame with its audio).
+
+    Raises:
+        ValueError: ``video_delay_ms`` out of range.
     """
 
-    def __init__(self, engine: AvatarEngine, *, audio_lead_ms: int = DEFAULT_AUDIO_LEAD_MS):
-        if abs(audio_lead_ms) > 500:
-            raise ValueError(f"audio_lead_ms must be within +-500 ms, got {audio_lead_ms}")
+    def __init__(self, engine: AvatarEngine, *, video_delay_ms: int = DEFAULT_VIDEO_DELAY_MS):
+        if abs(video_delay_ms) > 500:
+            raise ValueError(f"video_delay_ms must be within +-500 ms, got {video_delay_ms}")
         self._engine = engine
-        self._lead_ms = audio_lead_ms
-        self._held: deque[tuple[float, rtc.VideoFrame]] = deque()  # (release when turn audio >= ms, frame)
-        self._turn_audio_ms = 0.0
-        self._turn_frames = 0
+        self._delay_ms = video_delay_ms
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="teller-engine")
         self._input: asyncio.Queue[tuple[int, rtc.AudioFrame | AudioSegmentEnd | None]] = asyncio.Queue()
+        self._wake = asyncio.Event()  # new input was fed, or a clear
+        self._owed_end: AudioSegmentEnd | None = None  # handed out once the turn's last frame is out
         self._epoch = 0
         self._av_sync: rtc.AVSynchronizer | None = None
         self._metrics = MetricsRecorder()
@@ -70,6 +75,11 @@ class TellerVideoGenerator(VideoGenerator):
     @property
     def engine(self) -> AvatarEngine:
         return self._engine
+
+    @property
+    def video_delay_ms(self) -> int:
+        """How much later than its audio each speech frame is sent, ms."""
+        return self._delay_ms
 
     def set_av_sync(self, av_sync: rtc.AVSynchronizer | None) -> None:
         """The runner's synchronizer: cleared on interruption, and its measured fps is reported."""
@@ -88,7 +98,7 @@ class TellerVideoGenerator(VideoGenerator):
         """First, synchronous half of an interruption: from now on nothing of the current
         turn is handed out (the runner calls this before it clears its queues)."""
         self._epoch += 1
-        self._held.clear()
+        self._owed_end = None
         while not self._input.empty():
             self._input.get_nowait()
 
@@ -99,7 +109,7 @@ class TellerVideoGenerator(VideoGenerator):
         if self._av_sync is not None:
             await self._av_sync.clear_queue()
         await self._run(self._engine.interrupt)
-        self._input.put_nowait((self._epoch, None))  # wake the stream if it is waiting for turn audio
+        self._wake.set()  # the stream may be waiting for turn audio
 
     def __aiter__(self) -> AsyncIterator[rtc.VideoFrame | rtc.AudioFrame | AudioSegmentEnd]:
         return self._stream()
@@ -113,92 +123,113 @@ class TellerVideoGenerator(VideoGenerator):
     async def _run(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    async def _next_input(self, timeout: float) -> tuple[int, rtc.AudioFrame | AudioSegmentEnd] | None:
-        if not self._input.empty():
-            return self._input.get_nowait()
-        if timeout <= 0:
-            return None
-        try:
-            return await asyncio.wait_for(self._input.get(), timeout)
-        except asyncio.TimeoutError:
-            return None
+    async def _wait_wake(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for new input or a clear; True if woken."""
+        if timeout > 0 and not self._wake.is_set():
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except asyncio.TimeoutError:
+                return False
+        woken = self._wake.is_set()
+        self._wake.clear()
+        return woken
+
+    async def _feed_loop(self) -> None:
+        """Feeds audio to the engine as soon as it arrives (motion only; frames are rendered by
+        :meth:`_stream` when their output slot is free), so a frame's look-ahead audio is never
+        stuck behind the output pacing."""
+        while not self._closed:
+            batch = [await self._input.get()]
+            while not self._input.empty():
+                batch.append(self._input.get_nowait())
+            i = 0
+            while i < len(batch):
+                epoch, data = batch[i]
+                i += 1
+                if epoch != self._epoch or data is None:
+                    continue
+                if isinstance(data, AudioSegmentEnd):
+                    await self._run(self._engine.finish)
+                    if epoch == self._epoch:
+                        self._owed_end = data
+                    self._wake.set()
+                    continue
+                while self._engine.finishing and epoch == self._epoch:  # the previous turn's last frames
+                    await asyncio.sleep(_FRAME_S / 4)
+                if epoch != self._epoch:
+                    continue
+                # consecutive frames of one rate go to the engine in one call
+                group = [data]
+                while (i < len(batch) and batch[i][0] == epoch and isinstance(batch[i][1], rtc.AudioFrame)
+                       and batch[i][1].sample_rate == data.sample_rate
+                       and batch[i][1].num_channels == data.num_channels):
+                    group.append(batch[i][1])
+                    i += 1
+                pcm = np.concatenate([np.frombuffer(f.data, dtype=np.int16) for f in group])
+                pcm = pcm.reshape(-1, data.num_channels)
+                step = data.sample_rate * _FEED_MS // 1000
+                for start in range(0, len(pcm), step):  # short executor calls: renders and a clear get in
+                    if epoch != self._epoch:
+                        break
+                    await self._run(self._engine.feed, pcm[start : start + step], data.sample_rate)
+                    self._wake.set()
 
     async def _stream(self):
+        feeder = asyncio.create_task(self._feed_loop())
         next_idle: float | None = None
-        while not self._closed:
-            now = time.perf_counter()
-            if self._engine.speaking:
-                item = await self._next_input(0.5)  # mid-turn: wait for more audio (TTS runs ahead)
-            else:
+        try:
+            while not self._closed:
+                if feeder.done():
+                    feeder.result()  # raise what stopped the feeder
+                self._wake.clear()
+                epoch = self._epoch
+                if self._engine.pending:
+                    frames = await self._run(self._engine.render, 1)
+                    for out in self._emit(frames, epoch):
+                        yield out
+                    next_idle = None
+                    continue
+                if self._owed_end is not None and not self._engine.speaking:
+                    end, self._owed_end = self._owed_end, None
+                    yield end
+                    continue
+                if self._engine.speaking:  # mid-turn, waiting for more audio
+                    await self._wait_wake(0.5)
+                    continue
+                now = time.perf_counter()
                 if next_idle is None:
                     next_idle = now
-                item = await self._next_input(next_idle - now - 0.002)
-            if item is None:
-                if self._engine.speaking:
-                    continue
+                if await self._wait_wake(next_idle - now - 0.002):
+                    continue  # new audio or a clear: look again
                 frame = await self._run(self._engine.idle_frame)
                 now = time.perf_counter()
-                # (an interruption during the wait above ends a turn without an idle clock yet)
-                next_idle = (now if next_idle is None else next_idle) + _FRAME_S
+                next_idle += _FRAME_S
                 if next_idle < now - _FRAME_S:  # fell behind: skip the missed slots
                     missed = int((now - next_idle) / _FRAME_S)
                     self._metrics.counts.frames_dropped += missed
                     next_idle += missed * _FRAME_S
                 yield self._video(frame)
-                continue
-            epoch, data = item
-            if epoch != self._epoch or data is None:
-                continue
-            if isinstance(data, AudioSegmentEnd):
-                frames = await self._run(self._engine.end_turn)
-                for out in self._emit(frames, epoch, final=True):
-                    yield out
-                if epoch == self._epoch:
-                    yield data
-            else:
-                if not self._engine.speaking:
-                    await self._begin_turn()
-                pcm = np.frombuffer(data.data, dtype=np.int16).reshape(-1, data.num_channels)
-                frames = await self._run(self._engine.push_audio, pcm, data.sample_rate)
-                for out in self._emit(frames, epoch):
-                    yield out
-            next_idle = None
+        finally:
+            feeder.cancel()
 
-    async def _begin_turn(self) -> None:
-        self._held.clear()
-        self._turn_audio_ms = 0.0
-        self._turn_frames = 0
-        fill = math.ceil(max(0, self._lead_ms) / _FRAME_MS)
-        for j in range(-fill, 0):
-            frame = await self._run(self._engine.idle_frame)
-            self._held.append((j * _FRAME_MS + self._lead_ms, self._video(frame)))
-
-    def _emit(self, frames: list[AvatarFrame], epoch: int, final: bool = False):
-        """Hand out ``frames`` with their audio ``audio_lead_ms`` ahead (see the class docstring)."""
+    def _emit(self, frames: list[AvatarFrame], epoch: int):
+        """Hand out each of ``frames`` right after its audio (see the class docstring)."""
         rate = self._engine.sample_rate
         piece = rate * _AUDIO_PIECE_MS // 1000
         for i, f in enumerate(frames):
             if epoch != self._epoch:  # interrupted while these were being made
                 self._metrics.counts.frames_discarded += len(frames) - i
-                self._held.clear()
                 return
-            self._held.append((self._turn_frames * _FRAME_MS + self._lead_ms, self._video(f)))
-            self._turn_frames += 1
             audio = f.audio if f.audio is not None else np.zeros(0, np.int16)
             for start in range(0, len(audio), piece):
                 chunk = audio[start : start + piece if len(audio) - start >= 2 * piece else None]
                 if len(chunk) == 0:
                     break
-                while self._held and self._held[0][0] <= self._turn_audio_ms:
-                    yield self._held.popleft()[1]
                 yield rtc.AudioFrame(data=chunk.tobytes(), sample_rate=rate, num_channels=1,
                                      samples_per_channel=len(chunk))
-                self._turn_audio_ms += 1000 * len(chunk) / rate
                 if len(chunk) > piece:
                     break
-        if final:
-            while self._held and epoch == self._epoch:
-                yield self._held.popleft()[1]
+            yield self._video(f)
 
     def _video(self, f: AvatarFrame) -> rtc.VideoFrame:
         self._metrics.frame(f.speaking, f.generate_ms, f.render_ms, f.latency_s)

@@ -125,7 +125,6 @@ async def _entrypoint(ctx: JobContext) -> None:
         options=AvatarOptions(video_width=size, video_height=size, video_fps=FPS,
                               audio_sample_rate=sample_rate, audio_channels=1),
     )
-    video_gen.set_av_sync(runner.av_sync)
     done = asyncio.Event()
 
     def _on_left(p: rtc.RemoteParticipant) -> None:

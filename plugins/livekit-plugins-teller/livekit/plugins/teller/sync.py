@@ -1,0 +1,102 @@
+"""Audio-clocked A/V synchronizer: each video frame is captured when its own audio is played out.
+
+``rtc.AVSynchronizer`` captures video on a free-running 25 fps clock and audio whenever the
+``AudioSource`` queue has room, so the audio/video offset at the sender is whatever the
+audio queue depth happens to be; measured on loopback it differed by up to 35 ms between
+sessions (``teller-agent bench room``). This synchronizer closes the loop on the audio
+clock instead:
+
+* The video generator hands out each frame's audio first, then the frame.
+* When the audio is captured, the ``AudioSource``'s queued duration says when the last
+  pushed sample will reach WebRTC, so the start of the frame's audio plays out at
+  ``now + queued_duration - audio pushed since the previous frame``.
+* The frame is captured at that instant plus ``video_delay_ms`` (how much later than its
+  audio the video is sent; positive values compensate the receiver's longer audio path:
+  Opus packetisation and the jitter buffer).
+* Frames without audio (idle) are captured on a 25 fps grid continuing the last capture.
+
+It keeps the ``rtc.AVSynchronizer`` interface (``push``, ``clear_queue``,
+``wait_for_playout``, ``actual_fps``, ``aclose``), so ``AvatarRunner`` uses it unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+
+from livekit import rtc
+
+from .log import logger
+
+#: Video frames the synchronizer may hold ahead of their capture time: the AudioSource queue
+#: (100 ms in ``AvatarRunner``) plus the video delay, in frames, with margin.
+VIDEO_QUEUE_FRAMES = 8
+
+
+class AudioClockedSynchronizer(rtc.AVSynchronizer):
+    """Captures each video frame when its audio is played out (see the module docstring).
+
+    Args:
+        audio_source, video_source: the runner's sources.
+        video_fps: frame rate, Hz.
+        video_delay_ms: capture each speech frame this many ms after the start of its audio
+            leaves the audio queue (milliseconds, any sign within +-500).
+    """
+
+    def __init__(self, *, audio_source: rtc.AudioSource, video_source: rtc.VideoSource, video_fps: float,
+                 video_delay_ms: float = 0.0):
+        if abs(video_delay_ms) > 500:
+            raise ValueError(f"video_delay_ms must be within +-500 ms, got {video_delay_ms}")
+        self._delay = video_delay_ms / 1000.0
+        self._interval = 1.0 / video_fps
+        self._pending_audio = 0.0  # seconds of audio pushed since the last video frame
+        self._last_due = 0.0  # perf_counter capture time of the last queued frame
+        self._captures: deque[float] = deque(maxlen=max(2, int(video_fps)))
+        self._epoch = 0  # bumped by clear_queue: a frame waiting for its capture time is dropped
+        super().__init__(audio_source=audio_source, video_source=video_source, video_fps=video_fps,
+                         video_queue_size_ms=1000.0 * VIDEO_QUEUE_FRAMES / video_fps)
+
+    async def push(self, frame: rtc.VideoFrame | rtc.AudioFrame, timestamp: float | None = None) -> None:
+        if isinstance(frame, rtc.AudioFrame):
+            await self._audio_source.capture_frame(frame)
+            self._pending_audio += frame.samples_per_channel / frame.sample_rate
+            return
+        now = time.perf_counter()
+        import os
+        if self._pending_audio > 0 and not os.environ.get("EXP_GRID"):
+            audio_start = now + self._audio_source.queued_duration - self._pending_audio
+            due = audio_start + self._delay
+        else:
+            due = max(now, self._last_due + self._interval)
+        self._pending_audio = 0.0
+        self._last_due = due
+        await self._video_queue.put((frame, due))
+
+    async def clear_queue(self) -> None:
+        self._pending_audio = 0.0
+        self._last_due = 0.0
+        self._epoch += 1
+        await super().clear_queue()
+
+    async def _capture_video(self) -> None:
+        while not self._stopped:
+            frame, due = await self._video_queue.get()
+            epoch = self._epoch
+            try:
+                wait = due - time.perf_counter()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                elif wait < -0.3:
+                    logger.debug("video frame captured %.0f ms after its due time", -wait * 1000)
+                if epoch == self._epoch:
+                    self._video_source.capture_frame(frame)
+                    self._captures.append(time.perf_counter())
+            finally:
+                self._video_queue.task_done()
+
+    @property
+    def actual_fps(self) -> float:
+        if len(self._captures) < 2:
+            return 0.0
+        return (len(self._captures) - 1) / (self._captures[-1] - self._captures[0])
