@@ -69,7 +69,9 @@ def evaluate_checkpoint(checkpoint, clips: list[Clip], temperatures: tuple[float
 
     Returns (and merges into the checkpoint's ``info``): ``heldout_mouth_r`` / ``heldout_loudness_r`` /
     ``heldout_clips`` at ``temperatures[0]``, ``heldout_mouth_r_by_temperature`` ``{str(t): r}``,
-    ``heldout_eval_seeds``, ``heldout_eval_temperature_mouth``.
+    ``heldout_eval_seeds``, ``heldout_eval_temperature_mouth``, ``heldout_eval_lip_decoding`` (the lips are
+    decoded from the expected mouth codes, :class:`MotionGenerator`'s default) and
+    ``heldout_mouth_r_sampled_lips`` (the same at ``temperatures[0]`` with the sampled codes decoded instead).
 
     Raises:
         CheckpointError: the folder does not hold a loadable checkpoint.
@@ -80,6 +82,7 @@ def evaluate_checkpoint(checkpoint, clips: list[Clip], temperatures: tuple[float
     ck = load_checkpoint(checkpoint, whisper_dir=whisper_dir)
     by_temp = {t: mouth_sync(MotionGenerator(ck, temperature_mouth=t), clips, seeds=seeds) for t in temperatures}
     first = by_temp[temperatures[0]]
+    sampled = mouth_sync(MotionGenerator(ck, temperature_mouth=temperatures[0], lip_mean=False), clips, seeds=seeds)
     result = {
         "heldout_mouth_r": first["r"],
         "heldout_loudness_r": first["loudness_r"],
@@ -88,6 +91,8 @@ def evaluate_checkpoint(checkpoint, clips: list[Clip], temperatures: tuple[float
         "heldout_eval_seeds": list(seeds),
         "heldout_eval_temperature_mouth": temperatures[0],
         "heldout_eval_weights": "saved float16 checkpoint",
+        "heldout_eval_lip_decoding": "expected mouth codes",
+        "heldout_mouth_r_sampled_lips": round(sampled["r"], 4),
     }
     save_checkpoint(checkpoint, ck.tokenizer, ck.generator, info=result)
     return result
