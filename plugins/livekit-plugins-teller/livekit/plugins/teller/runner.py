@@ -10,7 +10,7 @@ the forwarder is already pushing can slip into the queue right after it is clear
 2. clears the AVSynchronizer's queues, lets the forwarder finish the push it was in,
    and clears again;
 3. reports ``playback_finished(interrupted=True)`` with the audio actually published:
-   everything pushed minus what the clears dropped, for *every* segment the agent is
+   everything pushed minus what was still queued at the clear, for *every* segment the agent is
    waiting on, including one interrupted before its first frame reached the runner
    (the stock runner stays silent then, and the agent waits for that playout forever:
    the failure behind livekit/agents issue 3434 with rapid interruptions).
@@ -73,19 +73,19 @@ class TellerAvatarRunner(AvatarRunner):
         audio_playing = self._audio_playing
         self._audio_playing = False
         video_gen.begin_clear()
-        dropped = self._audio_source.queued_duration
+        # what has left the audio queue by now is what listeners hear: pushed (plus a push in
+        # progress) minus still queued; taken before the clear, as the clear resets the estimate
+        av_sync = self._av_sync
+        inflight = av_sync.inflight_audio if isinstance(av_sync, AudioClockedSynchronizer) else 0.0
+        position = max(0.0, self._playback_position + inflight - self._audio_source.queued_duration)
         self._audio_source.clear_queue()  # now, not a loop iteration later: every ms here is heard
 
         @log_exceptions(logger=logger)
         async def _handle() -> None:
-            nonlocal dropped
-            dropped += self._audio_source.queued_duration
             await self._av_sync.clear_queue()
             for _ in range(3):  # the forwarder may be inside a push of an old frame: let it land, drop it
                 await asyncio.sleep(0)
-            dropped += self._audio_source.queued_duration
             await self._av_sync.clear_queue()
-            position = max(0.0, self._playback_position - dropped)
             self._playback_position = 0.0
             await video_gen.clear_buffer()
             await self._notify_interrupted(position if audio_playing else 0.0)

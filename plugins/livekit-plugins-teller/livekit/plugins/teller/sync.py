@@ -54,17 +54,24 @@ class AudioClockedSynchronizer(rtc.AVSynchronizer):
         self._last_due = 0.0  # perf_counter capture time of the last queued frame
         self._captures: deque[float] = deque(maxlen=max(2, int(video_fps)))
         self._epoch = 0  # bumped by clear_queue: a frame waiting for its capture time is dropped
+        #: seconds of audio inside a ``push`` right now: already counted in the AudioSource's
+        #: queued duration, not yet in the runner's playback position
+        self.inflight_audio = 0.0
         super().__init__(audio_source=audio_source, video_source=video_source, video_fps=video_fps,
                          video_queue_size_ms=1000.0 * VIDEO_QUEUE_FRAMES / video_fps)
 
     async def push(self, frame: rtc.VideoFrame | rtc.AudioFrame, timestamp: float | None = None) -> None:
         if isinstance(frame, rtc.AudioFrame):
-            await self._audio_source.capture_frame(frame)
-            self._pending_audio += frame.samples_per_channel / frame.sample_rate
+            duration = frame.samples_per_channel / frame.sample_rate
+            self.inflight_audio = duration
+            try:
+                await self._audio_source.capture_frame(frame)
+            finally:
+                self.inflight_audio = 0.0
+            self._pending_audio += duration
             return
         now = time.perf_counter()
-        import os
-        if self._pending_audio > 0 and not os.environ.get("EXP_GRID"):
+        if self._pending_audio > 0:
             audio_start = now + self._audio_source.queued_duration - self._pending_audio
             due = audio_start + self._delay
         else:
