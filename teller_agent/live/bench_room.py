@@ -12,7 +12,10 @@ idles 1 s, speaks a sentence to the end, idles 1 s, speaks it again and is inter
 * ``settle_ms``: interruption -> the third idle frame at the viewer (the engine's face is
   neutral by its third frame after a clear);
 * ``position_error_ms``: reported ``playback_finished`` position minus the audio the viewer heard;
-* the avatar's own metrics (audio-to-frame latency p50/p95, generator and render ms per frame).
+* the avatar's own metrics: audio-to-frame latency p50/p95 over the first turn, whose audio is
+  streamed in real time (the worst case: each frame waits for its look-ahead audio), and over
+  the whole run, whose second turn arrives at once like a TTS running ahead; generator and
+  render ms per frame.
 """
 
 from __future__ import annotations
@@ -105,7 +108,8 @@ def room_text(r: dict) -> str:
         f"  received video                             {r['received_fps']:.1f} fps",
         f"  A/V offset at the viewer                   {ms('av_offset_ms')} median (+ = video late), "
         f"|p95| {ms('av_offset_abs_p95_ms')}",
-        f"  audio-to-frame latency                     p50 {ms('latency_ms_p50')}  p95 {ms('latency_ms_p95')}",
+        f"  audio-to-frame latency, real-time stream   p50 {ms('latency_ms_p50')}  p95 {ms('latency_ms_p95')}",
+        f"  audio-to-frame latency, whole run          p50 {ms('burst_latency_ms_p50')}  p95 {ms('burst_latency_ms_p95')}",
         f"  interruption: agent audio at the viewer    {ms('audio_tail_ms')} after the clear",
         f"  interruption: neutral face at the viewer   {ms('settle_ms')} after the clear",
         f"  interruption: playback position error      {ms('position_error_ms')}",
@@ -123,7 +127,10 @@ def markdown_table(r: dict) -> str:
         ("received video", v("received_fps", "{:.1f} fps"), ">= 24 fps"),
         ("A/V offset at the viewer (median, + = video late)", v("av_offset_ms", "{:+.1f} ms"), "abs(offset) <= 20 ms"),
         ("A/V offset, p95 of the absolute value", v("av_offset_abs_p95_ms", "{:.1f} ms"), ""),
-        ("audio-to-frame latency p50 / p95", f"{v('latency_ms_p50')} / {v('latency_ms_p95')} ms", "p95 <= 80 ms"),
+        ("audio-to-frame latency p50 / p95, speech streamed in real time",
+         f"{v('latency_ms_p50')} / {v('latency_ms_p95')} ms", "p95 <= 80 ms"),
+        ("audio-to-frame latency p50 / p95, whole run (second turn sent as a TTS burst)",
+         f"{v('burst_latency_ms_p50')} / {v('burst_latency_ms_p95')} ms", ""),
         ("agent audio at the viewer after an interruption", v("audio_tail_ms", "{:.0f} ms"), "<= 60 ms"),
         ("interruption to neutral face at the viewer", v("settle_ms", "{:.0f} ms"), ""),
         ("playback position reported vs heard", v("position_error_ms", "{:+.0f} ms"), "within 60 ms"),

@@ -199,14 +199,17 @@ class AvatarEngine:
         self.feed(pcm, sample_rate)
         return self.render()
 
-    def feed(self, pcm: np.ndarray, sample_rate: int) -> int:
+    def feed(self, pcm: np.ndarray, sample_rate: int, arrival: float | None = None) -> int:
         """Feed speech audio and run the motion generator on it, without rendering: the motion
         frames it completes wait in the engine until :meth:`render`. A publisher calls this as
         soon as audio arrives and renders each frame when its output slot is free, so frames are
         never rendered far ahead of playout (a 20 s TTS burst costs 20 s of motion, a few KB,
         not 500 rendered images).
 
-        Args: as :meth:`push_audio`.
+        Args:
+            pcm, sample_rate: as :meth:`push_audio`.
+            arrival: ``time.perf_counter()`` when this audio reached the publisher (default: now);
+                audio-to-frame latency is counted from it.
 
         Returns:
             frames now waiting to be rendered.
@@ -217,7 +220,7 @@ class AvatarEngine:
         """
         if self._finishing:
             raise RuntimeError("the turn is finishing: render its remaining frames before feeding the next turn")
-        now = time.perf_counter()
+        now = time.perf_counter() if arrival is None else arrival
         x = as_mono_float(pcm)
         if sample_rate != self.sample_rate:
             if self._resampler is None or self._resampler.rate != sample_rate:

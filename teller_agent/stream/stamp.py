@@ -34,11 +34,12 @@ def stamp(frame: np.ndarray, code: int) -> None:
 
 def read_stamp(frame: np.ndarray) -> int | None:
     """The code stamped into an (S, S, 3) or (S, S) frame, or None when the guard blocks are absent."""
-    gray = frame if frame.ndim == 2 else frame[..., :3].mean(axis=2)
-    b = _block(gray.shape[0])
-    if gray.shape[1] < (BITS + 2) * b:  # too narrow to hold a stamp (a received frame of another shape)
+    b = _block(frame.shape[0])
+    if frame.shape[1] < (BITS + 2) * b:  # too narrow to hold a stamp (a received frame of another shape)
         return None
-    y = gray.shape[0] - b
+    strip = frame[frame.shape[0] - b :]  # only the bottom strip: this runs on every received frame
+    gray = strip if strip.ndim == 2 else strip[..., :3].mean(axis=2)
+    y = 0
     m = max(1, b // 4)  # sample block centres, away from compression ringing at the edges
     levels = [float(gray[y + m : -m or None, i * b + m : (i + 1) * b - m].mean()) for i in range(BITS + 2)]
     if levels[0] < 170 or levels[1] > 85:

@@ -25,7 +25,10 @@ class TellerMetrics:
         generate_ms_p50, generate_ms_p95: motion generation per speech frame, ms.
         render_ms_p50, render_ms_p95: rendering per frame, ms.
         latency_ms_p50, latency_ms_p95: audio-to-frame latency of speech frames, ms: from the
-            arrival of a frame's audio at the generator to the frame being ready.
+            arrival of a frame's last audio sample at the avatar (or, in a TTS burst, from when
+            the motion generator was done with the audio before it) to the frame being rendered,
+            including the wait for the generator's look-ahead audio and excluding the wait of a
+            finished frame for its output slot (``AvatarFrame.latency_s``).
         fps: frames per second actually captured by the AVSynchronizer (0 before the first frames).
     (Percentiles over the last 1000 frames; NaN before any.)
     """

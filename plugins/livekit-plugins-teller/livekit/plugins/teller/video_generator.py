@@ -21,10 +21,10 @@ _FRAME_S = 1.0 / FPS
 _AUDIO_PIECE_MS = 20
 _FEED_MS = 80  # most audio the engine takes in one call (about 10 ms of work)
 #: How much later than its audio each speech frame is sent (see :mod:`.sync`), compensating the
-#: receiving side's longer audio path (Opus packetisation, jitter buffer). On loopback the
-#: viewer received audio 17-42 ms later than video sent at the same instant (5 sessions), so
-#: 30 ms centres that range.
-DEFAULT_VIDEO_DELAY_MS = 30
+#: receiving side's longer audio path (Opus packetisation, jitter buffer). On loopback, with
+#: frames sent 30 ms after their audio, the viewer's A/V offset was -12 to +28 ms, median +6 ms
+#: (20 sessions, ``teller-agent bench room`` and the room tests): 24 ms centres that spread.
+DEFAULT_VIDEO_DELAY_MS = 24
 
 
 class TellerVideoGenerator(VideoGenerator):
@@ -64,8 +64,10 @@ class TellerVideoGenerator(VideoGenerator):
         self._engine = engine
         self._delay_ms = video_delay_ms
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="teller-engine")
-        self._input: asyncio.Queue[tuple[int, rtc.AudioFrame | AudioSegmentEnd | None]] = asyncio.Queue()
+        # (epoch, item, perf_counter arrival)
+        self._input: asyncio.Queue[tuple[int, rtc.AudioFrame | AudioSegmentEnd, float]] = asyncio.Queue()
         self._wake = asyncio.Event()  # new input was fed, or a clear
+        self._fed_until = 0.0  # perf_counter when the engine finished the last feed
         self._owed_end: AudioSegmentEnd | None = None  # handed out once the turn's last frame is out
         self._epoch = 0
         self._av_sync: rtc.AVSynchronizer | None = None
@@ -92,7 +94,7 @@ class TellerVideoGenerator(VideoGenerator):
     # -- VideoGenerator ------------------------------------------------------------
 
     async def push_audio(self, frame: rtc.AudioFrame | AudioSegmentEnd) -> None:
-        self._input.put_nowait((self._epoch, frame))
+        self._input.put_nowait((self._epoch, frame, time.perf_counter()))
 
     def begin_clear(self) -> None:
         """First, synchronous half of an interruption: from now on nothing of the current
@@ -139,40 +141,28 @@ class TellerVideoGenerator(VideoGenerator):
         :meth:`_stream` when their output slot is free), so a frame's look-ahead audio is never
         stuck behind the output pacing."""
         while not self._closed:
-            batch = [await self._input.get()]
-            while not self._input.empty():
-                batch.append(self._input.get_nowait())
-            i = 0
-            while i < len(batch):
-                epoch, data = batch[i]
-                i += 1
-                if epoch != self._epoch or data is None:
-                    continue
-                if isinstance(data, AudioSegmentEnd):
-                    await self._run(self._engine.finish)
-                    if epoch == self._epoch:
-                        self._owed_end = data
-                    self._wake.set()
-                    continue
-                while self._engine.finishing and epoch == self._epoch:  # the previous turn's last frames
-                    await asyncio.sleep(_FRAME_S / 4)
+            epoch, data, arrival = await self._input.get()
+            if epoch != self._epoch:
+                continue
+            if isinstance(data, AudioSegmentEnd):
+                await self._run(self._engine.finish)
+                if epoch == self._epoch:
+                    self._owed_end = data
+                self._wake.set()
+                continue
+            while self._engine.finishing and epoch == self._epoch:  # the previous turn's last frames
+                await asyncio.sleep(_FRAME_S / 4)
+            pcm = np.frombuffer(data.data, dtype=np.int16).reshape(-1, data.num_channels)
+            step = data.sample_rate * _FEED_MS // 1000
+            for start in range(0, len(pcm), step):  # short executor calls: renders and a clear get in
                 if epoch != self._epoch:
-                    continue
-                # consecutive frames of one rate go to the engine in one call
-                group = [data]
-                while (i < len(batch) and batch[i][0] == epoch and isinstance(batch[i][1], rtc.AudioFrame)
-                       and batch[i][1].sample_rate == data.sample_rate
-                       and batch[i][1].num_channels == data.num_channels):
-                    group.append(batch[i][1])
-                    i += 1
-                pcm = np.concatenate([np.frombuffer(f.data, dtype=np.int16) for f in group])
-                pcm = pcm.reshape(-1, data.num_channels)
-                step = data.sample_rate * _FEED_MS // 1000
-                for start in range(0, len(pcm), step):  # short executor calls: renders and a clear get in
-                    if epoch != self._epoch:
-                        break
-                    await self._run(self._engine.feed, pcm[start : start + step], data.sample_rate)
-                    self._wake.set()
+                    break
+                # latency counts from when the audio arrived, or from when the motion generator was
+                # done with the audio before it (a TTS burst queues here, as it would for any player)
+                since = max(arrival, self._fed_until)
+                await self._run(self._engine.feed, pcm[start : start + step], data.sample_rate, since)
+                self._fed_until = time.perf_counter()
+                self._wake.set()
 
     async def _stream(self):
         feeder = asyncio.create_task(self._feed_loop())
