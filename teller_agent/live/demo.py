@@ -67,7 +67,15 @@ class DemoResult:
         ]
 
 
+#: Hz of the agent's speech in the demo and the room benchmark: what OpenAI TTS and Realtime
+#: deliver, and the avatar's output rate, so the agent passes it on in the frames it was given.
+SPEECH_RATE = 24000
+
+
 def _speech(say: str | None, audio: str | None) -> tuple[np.ndarray, int]:
+    """(N,) int16 speech at :data:`SPEECH_RATE`: ``audio`` (a file) or espeak-ng saying ``say``."""
+    from ..media import resample
+
     if audio is not None:
         from ..media import load_audio
 
@@ -77,7 +85,8 @@ def _speech(say: str | None, audio: str | None) -> tuple[np.ndarray, int]:
 
         u = synthesize(say or DEFAULT_SENTENCE)
         pcm, sr = u.pcm, u.sample_rate
-    return (np.clip(np.asarray(pcm, np.float32), -1, 1) * 32767).astype(np.int16), sr
+    pcm = resample(np.asarray(pcm, np.float32), sr, SPEECH_RATE) if sr != SPEECH_RATE else pcm
+    return (np.clip(np.asarray(pcm, np.float32), -1, 1) * 32767).astype(np.int16), SPEECH_RATE
 
 
 def start_worker(env: dict[str, str], timeout: float = 120.0) -> subprocess.Popen:
