@@ -43,6 +43,10 @@ from .metrics import METRICS_ATTRIBUTE
 from .runner import TellerAvatarRunner
 from .video_generator import TellerVideoGenerator
 
+#: Audio frame length handed on by the worker's ``DataStreamAudioReceiver``, ms. Its default,
+#: 100 ms, makes each frame wait for up to 100 ms of look-ahead audio; 20 ms matches the agent's.
+RECEIVE_FRAME_MS = 20
+
 _active_sessions = 0
 
 
@@ -103,7 +107,7 @@ async def _entrypoint(ctx: JobContext) -> None:
         from teller_agent.render import set_render_threads
 
         set_render_threads(settings.render_threads)
-        avatar = prepare_avatar(settings.avatar_image, settings)  # raises before we join if no face
+        avatar = prepare_avatar(settings.avatar_image, settings)
         ck = ctx.proc.userdata.get("checkpoint")
         generator = MotionGenerator(ck if ck is not None else settings.model_dir, seed=settings.seed,
                                     top_k=settings.top_k, temperature_mouth=settings.temperature_mouth,
@@ -114,13 +118,15 @@ async def _entrypoint(ctx: JobContext) -> None:
         engine.warmup()
         return engine
 
-    engine = await asyncio.to_thread(build)
-    await ctx.connect(auto_subscribe=AutoSubscribe.SUBSCRIBE_NONE)
+    # join while the engine is built: the agent side already checked the portrait for a face, and a
+    # failure here (corrupt checkpoint, ...) fails the job, which leaves the room with nothing published
+    engine, _ = await asyncio.gather(asyncio.to_thread(build),
+                                     ctx.connect(auto_subscribe=AutoSubscribe.SUBSCRIBE_NONE))
     size = engine.renderer.size
     video_gen = TellerVideoGenerator(engine)
     runner = TellerAvatarRunner(
         ctx.room,
-        audio_recv=DataStreamAudioReceiver(ctx.room, sender_identity=agent_identity),
+        audio_recv=DataStreamAudioReceiver(ctx.room, sender_identity=agent_identity, frame_size_ms=RECEIVE_FRAME_MS),
         video_gen=video_gen,
         options=AvatarOptions(video_width=size, video_height=size, video_fps=FPS,
                               audio_sample_rate=sample_rate, audio_channels=1),
