@@ -62,7 +62,9 @@ class DemoResult:
             f"received video: {self.received_fps:.1f} fps",
             f"audio/video offset at the viewer: {ms(self.av_offset_ms)} median (+ = video late), "
             f"|offset| p95 {ms(self.av_offset_abs_p95_ms)}",
-            f"audio-to-frame latency: p50 {ms(self.latency_ms_p50)}, p95 {ms(self.latency_ms_p95)}",
+            f"audio-to-frame latency: p50 {ms(self.latency_ms_p50)}, p95 {ms(self.latency_ms_p95)} "
+            "(the sentence sent at once, like a TTS running ahead; `teller-agent bench room` also "
+            "streams it in real time)",
             f"per frame: generator {ms(self.generate_ms_p50)}, render {ms(self.render_ms_p50)} (median)",
         ]
 
