@@ -117,8 +117,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         metrics = train_generator(args.dataset, args.out, steps=args.steps, seed=args.seed, progress=not args.quiet,
                                   command=_command_line(), lr=args.lr, batch=args.batch,
                                   real_fraction=args.real_fraction, aux_mouth=args.aux_mouth, threads=args.threads,
-                                  eval_every=args.eval_every, config=cfg, whisper_dir=whisper_dir,
-                                  augment_real=args.augment_real, spec_augment=args.spec_augment)
+                                  eval_every=args.eval_every, config=cfg, whisper_dir=whisper_dir)
         print(f"held-out mouth-opening r = {metrics['heldout_mouth_r']:.3f} "
               f"(loudness baseline {metrics['heldout_loudness_r']:.3f})")
         print(f"wrote {write_model_card(args.out, args.dataset)}")
@@ -398,9 +397,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--prev-mask-head", type=float,
                    help="chance a previous-frame head token is masked in training (default: GeneratorConfig's)")
     g.add_argument("--eval-every", type=int, default=1000, help="steps between held-out evaluations (default 1000)")
-    g.add_argument("--augment-real", type=int, default=0,
-                   help="augmented audio copies per real training clip (pitch, band, reverb, noise, gain; default 0)")
-    g.add_argument("--spec-augment", action="store_true", help="SpecAugment: mask random mel bands and spans in training")
     g.add_argument("--audio-encoder", choices=["conv", "whisper"], default="conv",
                    help="conv: small causal conv encoder trained with the generator (default); whisper: a frozen "
                    "pretrained Whisper encoder over 1 s windows (slow on a CPU)")

@@ -10,8 +10,6 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from ..audio.encoder import clip_mel
-from ..audio.features import SAMPLE_RATE
 from ..fmlg.checkpoint import FMLGCheckpoint, load_checkpoint, save_checkpoint
 from ..fmlg.generator import MotionGenerator
 from ..fmlg.model import GeneratorConfig, MotionTokenGenerator
@@ -25,48 +23,11 @@ _SILENCE_MEL = -1.0  # log-mel value of digital silence (the feature floor)
 
 
 class _TokenizedClip:
-    def __init__(self, clip: Clip, tokens: np.ndarray, lookahead: int, mouth: np.ndarray,
-                 augmented: list[np.ndarray] = ()):
+    def __init__(self, clip: Clip, tokens: np.ndarray, lookahead: int, mouth: np.ndarray):
         self.clip = clip
         self.tokens = tokens  # (T, K) int64
         self.mel = clip.mel(lookahead)  # (4 (T + L), 80)
         self.mouth = mouth  # (T, MOUTH_DIM) float32 normalised mouth features (auxiliary regression target)
-        # Log-mel of augmented copies of the audio (same length and timing), drawn instead of ``mel`` at random.
-        self.mels = [self.mel] + [clip_mel(a, clip.num_frames, lookahead) for a in augmented]
-
-
-def _spec_augment(mel: torch.Tensor, rng: np.random.Generator, freq_masks: int = 2, max_bins: int = 12,
-                  time_masks: int = 2, max_mel_frames: int = 8) -> torch.Tensor:
-    """SpecAugment (Park et al., 2019) on a batch of log-mel windows (B, M, 80): per window, ``freq_masks``
-    bands of up to ``max_bins`` mel bins and ``time_masks`` spans of up to ``max_mel_frames`` mel frames
-    set to the silence floor. Training only."""
-    mel = mel.clone()
-    b, m, c = mel.shape
-    for i in range(b):
-        for _ in range(freq_masks):
-            w = int(rng.integers(0, max_bins + 1))
-            f0 = int(rng.integers(0, c - w + 1))
-            mel[i, :, f0 : f0 + w] = _SILENCE_MEL
-        for _ in range(time_masks):
-            w = int(rng.integers(0, max_mel_frames + 1))
-            t0 = int(rng.integers(0, m - w + 1))
-            mel[i, t0 : t0 + w] = _SILENCE_MEL
-    return mel
-
-
-def _augmented_audio(clip: Clip, copies: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """``copies`` versions of a real clip's audio with the same length and timing: pitch shift, band
-    limiting, room reverb, noise and gain of :func:`~teller_agent.data.augment.augment`, no tempo change
-    (the lips stay in sync with the audio)."""
-    from ..data.augment import AugmentConfig, augment
-
-    cfg = AugmentConfig(tempo_prob=0.0)
-    n = len(clip.audio)
-    out = []
-    for _ in range(copies):
-        a = augment(clip.audio, SAMPLE_RATE, rng, cfg).pcm[:n]
-        out.append(np.pad(a, (0, n - len(a))).astype(np.float32))
-    return out
 
 
 def _batch(items: list[_TokenizedClip], length: int, batch: int, context: int, lookahead: int,
@@ -85,8 +46,7 @@ def _batch(items: list[_TokenizedClip], length: int, batch: int, context: int, l
         t = it.tokens.shape[0]
         s = int(rng.integers(0, t - s_len + 1))
         lo = max(s - context, 0)
-        src = it.mels[int(rng.integers(len(it.mels)))] if len(it.mels) > 1 else it.mel
-        seg = src[4 * lo : 4 * (s + s_len + lookahead)]
+        seg = it.mel[4 * lo : 4 * (s + s_len + lookahead)]
         mel[b, mel.shape[1] - len(seg) :] = seg
         tokens[b, 1:] = it.tokens[s : s + s_len]
         mouth[b] = it.mouth[s : s + s_len]
@@ -127,8 +87,6 @@ def train_generator(
     threads: int | None = None,
     eval_temperatures: tuple[float, ...] | None = None,
     whisper_dir: str | Path | None = None,
-    augment_real: int = 0,
-    spec_augment: bool = False,
 ) -> dict:
     """Train the generator on the tokens of the tokenizer stored in ``checkpoint``; writes
     ``generator.safetensors``, updates ``config.json`` and draws ``generator_loss.png`` there.
@@ -143,11 +101,7 @@ def train_generator(
     averaged over 3 sampling seeds, for each lip temperature in ``eval_temperatures`` (default: the
     shipped default lip temperature, then 0.5), from the saved float16 weights. With
     ``config.audio_encoder == "whisper"``, ``whisper_dir`` is the local Whisper model whose frozen
-    encoder embeds the audio (Teller, sec. 3.2; see :mod:`teller_agent.audio.whisper`).
-
-    ``augment_real`` > 0 adds that many augmented copies of each real training clip's audio (pitch,
-    band limit, reverb, noise, gain; timing kept), drawn at random with the original for each window.
-    ``spec_augment`` masks random mel bands and short spans of every training window (SpecAugment)."""
+    encoder embeds the audio (Teller, sec. 3.2; see :mod:`teller_agent.audio.whisper`)."""
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -165,18 +119,16 @@ def train_generator(
             raise ValueError("audio_encoder 'whisper' needs whisper_dir (a local Whisper model folder)")
         whisper = load_whisper_encoder(whisper_dir)
     model = MotionTokenGenerator(cfg, whisper)
-    aug_rng = np.random.default_rng(seed + 1)
 
-    def tokenize(clips, copies=0):
+    def tokenize(clips):
         out = []
         for c in clips:
             x = torch.from_numpy(c.features)[None]
             mouth = tokenizer.normalize(x)[0, :, :MOUTH_DIM].numpy()
-            extra = _augmented_audio(c, copies, aug_rng) if copies and c.kind == "real" else []
-            out.append(_TokenizedClip(c, tokenizer.encode(x)[0].numpy(), cfg.lookahead, mouth, extra))
+            out.append(_TokenizedClip(c, tokenizer.encode(x)[0].numpy(), cfg.lookahead, mouth))
         return out
 
-    train = tokenize(load_clips(dataset, split="train"), augment_real)
+    train = tokenize(load_clips(dataset, split="train"))
     heldout_clips = load_clips(dataset, split="heldout", kinds=("real",))
     heldout = tokenize(heldout_clips)
     context = model.audio.receptive_field
@@ -199,8 +151,6 @@ def train_generator(
     for step in bar:
         model.train()
         mel, tokens, first, mouth = _batch(train, length, batch, context, cfg.lookahead, rng, real_fraction)
-        if spec_augment:
-            mel = _spec_augment(mel, aug_rng)
         logits, h, audio_emb = model(mel, tokens, first, return_hidden=True)
         ce = F.cross_entropy(logits.reshape(-1, cfg.codebook_size), tokens[:, 1:].reshape(-1),
                              reduction="none", label_smoothing=0.05).view(tokens.shape[0], -1, cfg.tokens_per_frame)
@@ -246,8 +196,6 @@ def train_generator(
         "generator_lr": lr,
         "generator_real_fraction": real_fraction,
         "generator_aux_mouth": aux_mouth,
-        "generator_augment_real": augment_real,
-        "generator_spec_augment": spec_augment,
         "generator_parameters": sum(p.numel() for p in model.parameters()),
         "generator_command": command,
     }
