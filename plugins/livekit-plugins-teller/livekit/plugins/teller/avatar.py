@@ -26,7 +26,7 @@ from teller_agent.stream import AvatarEngine
 from .log import logger
 from .metrics import METRICS_ATTRIBUTE, TellerMetrics
 from .runner import TellerAvatarRunner
-from .video_generator import TellerVideoGenerator
+from .video_generator import DEFAULT_VIDEO_DELAY_MS, TellerVideoGenerator
 
 #: Agent name the avatar worker registers under (explicit dispatch).
 DEFAULT_WORKER_AGENT_NAME = "teller-avatar"
@@ -49,6 +49,9 @@ class AvatarSession(_BaseAvatarSession):
         vad: close the mouth in pauses (Silero VAD on the agent audio).
         stamp_frames: draw a frame counter on the bottom edge (measurement aid, see
             ``teller_agent.stream.stamp``).
+        video_delay_ms: how much later than its audio each frame is sent, ms (see
+            :mod:`livekit.plugins.teller.sync`): the default 24 ms centres the A/V offset measured
+            at a LiveKit SDK viewer on loopback; raise it if your viewers see lips early.
         avatar_identity: identity of the avatar participant in worker mode
             (default ``teller-avatar-<agent identity>``).
         worker_agent_name: agent name the avatar worker registered with.
@@ -68,6 +71,7 @@ class AvatarSession(_BaseAvatarSession):
         sample_rate: int = DEFAULT_SAMPLE_RATE,
         vad: bool = True,
         stamp_frames: bool = False,
+        video_delay_ms: int = DEFAULT_VIDEO_DELAY_MS,
         avatar_identity: NotGivenOr[str] = NOT_GIVEN,
         worker_agent_name: str = DEFAULT_WORKER_AGENT_NAME,
         livekit_url: NotGivenOr[str] = NOT_GIVEN,
@@ -84,6 +88,9 @@ class AvatarSession(_BaseAvatarSession):
         self._sample_rate = sample_rate
         self._vad = vad
         self._stamp = stamp_frames
+        if abs(video_delay_ms) > 500:
+            raise ValueError(f"video_delay_ms must be within +-500 ms, got {video_delay_ms}")
+        self._video_delay_ms = video_delay_ms
         self._identity = avatar_identity if utils.is_given(avatar_identity) else ""
         self._worker_agent_name = worker_agent_name
         self._url, self._api_key, self._api_secret = livekit_url, api_key, api_secret
@@ -135,7 +142,7 @@ class AvatarSession(_BaseAvatarSession):
         options = AvatarOptions(video_width=size, video_height=size, video_fps=FPS,
                                 audio_sample_rate=self._sample_rate, audio_channels=1)
         audio_out = QueueAudioOutput(sample_rate=self._sample_rate)
-        self._video_gen = TellerVideoGenerator(self._engine)
+        self._video_gen = TellerVideoGenerator(self._engine, video_delay_ms=self._video_delay_ms)
         self._runner = TellerAvatarRunner(room, audio_recv=audio_out, video_gen=self._video_gen, options=options)
         await self._runner.start()
         agent_session.output.replace_audio_tail(audio_out)
@@ -158,6 +165,7 @@ class AvatarSession(_BaseAvatarSession):
             "sample_rate": self._sample_rate,
             "vad": self._vad,
             "stamp_frames": self._stamp,
+            "video_delay_ms": self._video_delay_ms,
         }
         await super().start(agent_session, room)
         async with api.LiveKitAPI(url, key, secret) as lkapi:

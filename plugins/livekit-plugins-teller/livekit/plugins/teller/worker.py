@@ -41,7 +41,7 @@ from .avatar import DEFAULT_SAMPLE_RATE, DEFAULT_WORKER_AGENT_NAME
 from .log import logger
 from .metrics import METRICS_ATTRIBUTE
 from .runner import TellerAvatarRunner
-from .video_generator import TellerVideoGenerator
+from .video_generator import DEFAULT_VIDEO_DELAY_MS, TellerVideoGenerator
 
 #: Audio frame length handed on by the worker's ``DataStreamAudioReceiver``, ms. Its default,
 #: 100 ms, makes each frame wait for up to 100 ms of look-ahead audio; 20 ms matches the agent's.
@@ -123,7 +123,7 @@ async def _entrypoint(ctx: JobContext) -> None:
     engine, _ = await asyncio.gather(asyncio.to_thread(build),
                                      ctx.connect(auto_subscribe=AutoSubscribe.SUBSCRIBE_NONE))
     size = engine.renderer.size
-    video_gen = TellerVideoGenerator(engine)
+    video_gen = TellerVideoGenerator(engine, video_delay_ms=int(meta.get("video_delay_ms", DEFAULT_VIDEO_DELAY_MS)))
     runner = TellerAvatarRunner(
         ctx.room,
         audio_recv=DataStreamAudioReceiver(ctx.room, sender_identity=agent_identity, frame_size_ms=RECEIVE_FRAME_MS),

@@ -1,0 +1,120 @@
+"""AudioClockedSynchronizer: each video frame leaves when its own audio plays out (no room needed:
+the audio source is a stand-in that plays its queue in real time, like ``rtc.AudioSource``)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("livekit.plugins.teller", reason="install plugins/livekit-plugins-teller")
+
+from livekit import rtc  # noqa: E402
+from livekit.plugins.teller.sync import AudioClockedSynchronizer  # noqa: E402
+
+RATE = 24000
+
+
+class RealTimeAudioSource:
+    """Plays its queue at real time; ``capture_frame`` waits while more than ``queue_s`` is queued."""
+
+    def __init__(self, queue_s: float = 0.1):
+        self.queue_s = queue_s
+        self.end = 0.0  # perf_counter when the queued audio has played
+        self.starts: list[float] = []  # play-out start of each captured frame
+
+    @property
+    def queued_duration(self) -> float:
+        return max(0.0, self.end - time.perf_counter())
+
+    async def capture_frame(self, frame: rtc.AudioFrame) -> None:
+        while self.queued_duration > self.queue_s:
+            await asyncio.sleep(0.002)
+        now = time.perf_counter()
+        self.starts.append(max(now, self.end))
+        self.end = self.starts[-1] + frame.samples_per_channel / frame.sample_rate
+
+    def clear_queue(self) -> None:
+        self.end = 0.0
+
+    async def wait_for_playout(self) -> None:
+        await asyncio.sleep(self.queued_duration)
+
+
+class RecordingVideoSource:
+    def __init__(self):
+        self.captured: list[tuple[float, int]] = []
+
+    def capture_frame(self, frame: rtc.VideoFrame) -> None:
+        self.captured.append((time.perf_counter(), frame.data[0]))
+
+
+def _video(i: int) -> rtc.VideoFrame:
+    return rtc.VideoFrame(2, 2, rtc.VideoBufferType.RGB24, bytes([i]) * 12)
+
+
+def _audio(ms: int) -> rtc.AudioFrame:
+    n = RATE * ms // 1000
+    return rtc.AudioFrame(np.zeros(n, np.int16).tobytes(), RATE, 1, n)
+
+
+def _run(delay_ms: float, body):
+    async def main():
+        audio, video = RealTimeAudioSource(), RecordingVideoSource()
+        sync = AudioClockedSynchronizer(audio_source=audio, video_source=video, video_fps=25,
+                                        video_delay_ms=delay_ms)
+        try:
+            await body(sync, audio)
+        finally:
+            await sync.aclose()
+        return audio, video
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("delay_ms", [0, 24])
+def test_each_speech_frame_leaves_when_its_audio_plays(delay_ms):
+    async def body(sync, audio):
+        for i in range(15):  # as the video generator hands them out: the frame's audio, then the frame
+            await sync.push(_audio(20))
+            await sync.push(_audio(20))
+            await sync.push(_video(i))
+        await asyncio.sleep(0.25)
+
+    audio, video = _run(delay_ms, body)
+    assert [code for _, code in video.captured] == list(range(15))
+    due = np.array(audio.starts[::2]) + delay_ms / 1000  # each frame's audio starts with its first piece
+    late = np.array([t for t, _ in video.captured]) - due
+    assert np.all(late > -0.002), late  # never before its audio (plus the delay)
+    assert np.median(late) < 0.006 and late.max() < 0.03, late
+
+
+def test_idle_frames_keep_a_25_fps_grid():
+    async def body(sync, audio):
+        for i in range(10):  # no audio: frames handed out at once
+            await sync.push(_video(i))
+        await asyncio.sleep(0.5)
+
+    _, video = _run(24, body)
+    gaps = np.diff([t for t, _ in video.captured])
+    assert len(gaps) == 9 and np.all(gaps > 0.035) and np.median(gaps) < 0.045, gaps
+
+
+def test_clear_drops_the_frame_waiting_for_its_audio():
+    async def body(sync, audio):
+        for i in range(3):
+            await sync.push(_audio(40))
+            await sync.push(_video(i))  # due 0, 40 and 80 ms (+ delay) from now
+        await asyncio.sleep(0.01)
+        await sync.clear_queue()
+        await asyncio.sleep(0.2)
+
+    _, video = _run(24, body)
+    assert [code for _, code in video.captured] == []  # the first frame was still waiting for its time
+
+
+def test_video_delay_is_bounded():
+    with pytest.raises(ValueError, match="video_delay_ms"):
+        _run(900, None)
