@@ -274,6 +274,7 @@ def bench_pipeline(
     stages = {k: (_stats(per_frame[k]) if len(per_frame[k]) else None) for k in STAGES}
     main = per_frame["frame_with_encode"] if encode else per_frame["frame"]
     median_main = float(np.median(main)) if len(main) else 0.0
+    rss_max = max(s[1] for s in rss_samples)
     return {
         "audio_seconds": round(len(pcm) / 16000, 3),
         "frames": frames,
@@ -290,11 +291,11 @@ def bench_pipeline(
         "rtf": round(wall / (len(pcm) / 16000), 4) if len(pcm) else 0.0,
         "rss_start_mb": rss_samples[0][1],
         "rss_end_mb": rss_samples[-1][1],
-        "rss_max_mb": max(s[1] for s in rss_samples),
+        "rss_max_mb": rss_max,
         "rss_growth_mb": round(rss_samples[-1][1] - rss_samples[0][1], 1),
         "rss_samples": _downsample(rss_samples),
         # getrusage's high-water mark can trail a /proc sample taken a moment before by a page
-        "peak_rss_mb": round(max(peak_rss_mb(), max(s[1] for s in rss_samples)), 1),
+        "peak_rss_mb": round(max(peak_rss_mb(), rss_max), 1),
     }
 
 

@@ -39,9 +39,8 @@ def read_stamp(frame: np.ndarray) -> int | None:
         return None
     strip = frame[frame.shape[0] - b :]  # only the bottom strip: this runs on every received frame
     gray = strip if strip.ndim == 2 else strip[..., :3].mean(axis=2)
-    y = 0
     m = max(1, b // 4)  # sample block centres, away from compression ringing at the edges
-    levels = [float(gray[y + m : -m or None, i * b + m : (i + 1) * b - m].mean()) for i in range(BITS + 2)]
+    levels = [float(gray[m : -m or None, i * b + m : (i + 1) * b - m].mean()) for i in range(BITS + 2)]
     if levels[0] < 170 or levels[1] > 85:
         return None
     code = 0

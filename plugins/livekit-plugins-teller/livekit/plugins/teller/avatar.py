@@ -26,6 +26,7 @@ from teller_agent.stream import AvatarEngine
 from .log import logger
 from .metrics import METRICS_ATTRIBUTE, TellerMetrics
 from .runner import TellerAvatarRunner
+from .sync import check_video_delay_ms
 from .video_generator import DEFAULT_VIDEO_DELAY_MS, TellerVideoGenerator
 
 #: Agent name the avatar worker registers under (explicit dispatch).
@@ -88,9 +89,7 @@ class AvatarSession(_BaseAvatarSession):
         self._sample_rate = sample_rate
         self._vad = vad
         self._stamp = stamp_frames
-        if abs(video_delay_ms) > 500:
-            raise ValueError(f"video_delay_ms must be within +-500 ms, got {video_delay_ms}")
-        self._video_delay_ms = video_delay_ms
+        self._video_delay_ms = check_video_delay_ms(video_delay_ms)  # fails here, not on the worker
         self._identity = avatar_identity if utils.is_given(avatar_identity) else ""
         self._worker_agent_name = worker_agent_name
         self._url, self._api_key, self._api_secret = livekit_url, api_key, api_secret

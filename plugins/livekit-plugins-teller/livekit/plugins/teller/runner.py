@@ -75,8 +75,7 @@ class TellerAvatarRunner(AvatarRunner):
         video_gen.begin_clear()
         # what has left the audio queue by now is what listeners hear: pushed (plus a push in
         # progress) minus still queued; taken before the clear, as the clear resets the estimate
-        av_sync = self._av_sync
-        inflight = av_sync.inflight_audio if isinstance(av_sync, AudioClockedSynchronizer) else 0.0
+        inflight = self._av_sync.inflight_audio
         position = max(0.0, self._playback_position + inflight - self._audio_source.queued_duration)
         self._audio_source.clear_queue()  # now, not a loop iteration later: every ms here is heard
 

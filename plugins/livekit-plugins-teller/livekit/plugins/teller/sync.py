@@ -34,6 +34,17 @@ from .log import logger
 VIDEO_QUEUE_FRAMES = 8
 
 
+def check_video_delay_ms(video_delay_ms: float) -> float:
+    """``video_delay_ms`` if within +-500 ms.
+
+    Raises:
+        ValueError: it is not.
+    """
+    if abs(video_delay_ms) > 500:
+        raise ValueError(f"video_delay_ms must be within +-500 ms, got {video_delay_ms}")
+    return video_delay_ms
+
+
 class AudioClockedSynchronizer(rtc.AVSynchronizer):
     """Captures each video frame when its audio is played out (see the module docstring).
 
@@ -46,9 +57,7 @@ class AudioClockedSynchronizer(rtc.AVSynchronizer):
 
     def __init__(self, *, audio_source: rtc.AudioSource, video_source: rtc.VideoSource, video_fps: float,
                  video_delay_ms: float = 0.0):
-        if abs(video_delay_ms) > 500:
-            raise ValueError(f"video_delay_ms must be within +-500 ms, got {video_delay_ms}")
-        self._delay = video_delay_ms / 1000.0
+        self._delay = check_video_delay_ms(video_delay_ms) / 1000.0
         self._interval = 1.0 / video_fps
         self._pending_audio = 0.0  # seconds of audio pushed since the last video frame
         self._last_due = 0.0  # perf_counter capture time of the last queued frame

@@ -16,6 +16,7 @@ from teller_agent.stream import AvatarEngine, AvatarFrame
 
 from .log import logger
 from .metrics import MetricsRecorder, TellerMetrics
+from .sync import check_video_delay_ms
 
 _FRAME_S = 1.0 / FPS
 _AUDIO_PIECE_MS = 20
@@ -59,10 +60,8 @@ class TellerVideoGenerator(VideoGenerator):
     """
 
     def __init__(self, engine: AvatarEngine, *, video_delay_ms: int = DEFAULT_VIDEO_DELAY_MS):
-        if abs(video_delay_ms) > 500:
-            raise ValueError(f"video_delay_ms must be within +-500 ms, got {video_delay_ms}")
         self._engine = engine
-        self._delay_ms = video_delay_ms
+        self._delay_ms = check_video_delay_ms(video_delay_ms)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="teller-engine")
         # (epoch, item, perf_counter arrival)
         self._input: asyncio.Queue[tuple[int, rtc.AudioFrame | AudioSegmentEnd, float]] = asyncio.Queue()
