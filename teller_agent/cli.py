@@ -117,7 +117,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         metrics = train_generator(args.dataset, args.out, steps=args.steps, seed=args.seed, progress=not args.quiet,
                                   command=_command_line(), lr=args.lr, batch=args.batch,
                                   real_fraction=args.real_fraction, aux_mouth=args.aux_mouth, threads=args.threads,
-                                  eval_every=args.eval_every, config=cfg, whisper_dir=whisper_dir)
+                                  eval_every=args.eval_every, config=cfg, whisper_dir=whisper_dir,
+                                  real_augment=args.real_augment)
         print(f"held-out mouth-opening r = {metrics['heldout_mouth_r']:.3f} "
               f"(loudness baseline {metrics['heldout_loudness_r']:.3f})")
         print(f"wrote {write_model_card(args.out, args.dataset)}")
@@ -396,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="chance a previous-frame mouth token is masked in training (default: GeneratorConfig's)")
     g.add_argument("--prev-mask-head", type=float,
                    help="chance a previous-frame head token is masked in training (default: GeneratorConfig's)")
+    g.add_argument("--real-augment", type=int, default=0, metavar="K",
+                   help="K augmented copies of each real training clip's audio (pitch, noise, band limit, reverb, "
+                   "gain; timing kept), one of them or the clean audio drawn per window (default 0 = off)")
     g.add_argument("--eval-every", type=int, default=1000, help="steps between held-out evaluations (default 1000)")
     g.add_argument("--audio-encoder", choices=["conv", "whisper"], default="conv",
                    help="conv: small causal conv encoder trained with the generator (default); whisper: a frozen "

@@ -66,7 +66,7 @@ def write_model_card(checkpoint: str | Path, dataset: str | Path, commands: list
         f"look-ahead; {info.get('generator_parameters', 0) / 1e6:.2f} M parameters.",
         f"- Generator training: teacher forcing; previous-frame tokens masked with probability "
         f"{gen.get('prev_mask_mouth')} (mouth) / {gen.get('prev_mask_head')} (head); "
-        f"{_share(info)} of the 4 s windows from real clips; auxiliary mouth-feature regression "
+        f"{_share(info)} of the 4 s windows from real clips{_real_augment(info)}; auxiliary mouth-feature regression "
         f"(weight {info.get('generator_aux_mouth', 0)}) from the transformer output and from the audio embedding "
         f"(training-only heads); peak learning rate {info.get('generator_lr', 1e-3)}.",
         "",
@@ -162,6 +162,14 @@ def _audio(gen: dict) -> str:
 
 def _share(info: dict) -> str:
     return f"{100 * info.get('generator_real_fraction', 0.5):.0f}%"
+
+
+def _real_augment(info: dict) -> str:
+    k = info.get("generator_real_augment") or 0
+    if not k:
+        return ""
+    return (f"; a real window's audio is the clip's own or, at random, one of {k} augmented copies of it "
+            "(pitch, band limit, reverb, coloured noise, gain; no tempo change, so it stays in sync with the motion)")
 
 
 def _seeds(info: dict) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,9 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from ..audio.encoder import clip_mel
+from ..audio.features import SAMPLE_RATE
+from ..data.augment import AugmentConfig, augment
 from ..fmlg.checkpoint import FMLGCheckpoint, load_checkpoint, save_checkpoint
 from ..fmlg.generator import MotionGenerator
 from ..fmlg.model import GeneratorConfig, MotionTokenGenerator
@@ -22,11 +26,39 @@ from .plots import plot_curves
 _SILENCE_MEL = -1.0  # log-mel value of digital silence (the feature floor)
 
 
+#: Augmentation of the real clips' audio (``real_augment``): everything in :func:`augment` but the tempo
+#: change, which would move the speech against the clip's motion. Pitch shift keeps the timing within
+#: WSOLA's 8 ms tolerance (a video frame is 40 ms); noise 10-30 dB SNR, milder than the synthetic corpus's.
+REAL_AUGMENT = AugmentConfig(tempo_prob=0.0, pitch_prob=0.6, pitch_semitones=(-3.0, 3.0), band_prob=0.4,
+                             reverb_prob=0.4, rt60_range=(0.1, 0.5), wet_range=(0.1, 0.4), noise_prob=0.8,
+                             snr_db_range=(10.0, 30.0), gain_db_range=(-12.0, 3.0))
+
+
+def real_audio_variants(clip: Clip, k: int, seed: int = 0, config: AugmentConfig = REAL_AUGMENT) -> list[np.ndarray]:
+    """``k`` timing-preserving augmented copies of ``clip``'s audio, each exactly as long as it.
+
+    Seeded by ``seed`` and the clip's id (not its position in the dataset), so a clip always gets the
+    same variants for one seed."""
+    rng = np.random.default_rng([seed, zlib.crc32(clip.id.encode())])
+    out = []
+    for _ in range(k):
+        pcm = augment(clip.audio, SAMPLE_RATE, rng, config).pcm
+        if len(pcm) != len(clip.audio):
+            raise AssertionError(f"augmentation changed the length of {clip.id}'s audio")
+        out.append(pcm)
+    return out
+
+
 class _TokenizedClip:
-    def __init__(self, clip: Clip, tokens: np.ndarray, lookahead: int, mouth: np.ndarray):
+    """A clip's tokens, mouth targets and log-mel; ``mels[0]`` is the clip's own audio, the others are
+    augmented variants of it (same length) that :func:`_batch` picks from at random."""
+
+    def __init__(self, clip: Clip, tokens: np.ndarray, lookahead: int, mouth: np.ndarray,
+                 variants: list[np.ndarray] = ()):
         self.clip = clip
         self.tokens = tokens  # (T, K) int64
-        self.mel = clip.mel(lookahead)  # (4 (T + L), 80)
+        self.mel = clip.mel(lookahead)  # (4 (T + L), 80), the un-augmented audio
+        self.mels = [self.mel] + [clip_mel(v, clip.num_frames, lookahead) for v in variants]
         self.mouth = mouth  # (T, MOUTH_DIM) float32 normalised mouth features (auxiliary regression target)
 
 
@@ -46,7 +78,9 @@ def _batch(items: list[_TokenizedClip], length: int, batch: int, context: int, l
         t = it.tokens.shape[0]
         s = int(rng.integers(0, t - s_len + 1))
         lo = max(s - context, 0)
-        seg = it.mel[4 * lo : 4 * (s + s_len + lookahead)]
+        # one of the clip's audio variants at random (no draw without variants: same stream as before)
+        src = it.mels[int(rng.integers(len(it.mels)))] if len(it.mels) > 1 else it.mel
+        seg = src[4 * lo : 4 * (s + s_len + lookahead)]
         mel[b, mel.shape[1] - len(seg) :] = seg
         tokens[b, 1:] = it.tokens[s : s + s_len]
         mouth[b] = it.mouth[s : s + s_len]
@@ -87,6 +121,7 @@ def train_generator(
     threads: int | None = None,
     eval_temperatures: tuple[float, ...] | None = None,
     whisper_dir: str | Path | None = None,
+    real_augment: int = 0,
 ) -> dict:
     """Train the generator on the tokens of the tokenizer stored in ``checkpoint``; writes
     ``generator.safetensors``, updates ``config.json`` and draws ``generator_loss.png`` there.
@@ -101,7 +136,13 @@ def train_generator(
     averaged over 3 sampling seeds, for each lip temperature in ``eval_temperatures`` (default: the
     shipped default lip temperature, then 0.5), from the saved float16 weights. With
     ``config.audio_encoder == "whisper"``, ``whisper_dir`` is the local Whisper model whose frozen
-    encoder embeds the audio (Teller, sec. 3.2; see :mod:`teller_agent.audio.whisper`)."""
+    encoder embeds the audio (Teller, sec. 3.2; see :mod:`teller_agent.audio.whisper`).
+
+    ``real_augment`` K > 0 gives each real training clip K augmented copies of its audio
+    (:func:`real_audio_variants`: pitch, band limit, reverb, coloured noise, gain; no tempo change, so
+    the motion stays aligned), made once before training from ``seed``; each window from a real clip
+    then uses its clean audio or one of the K copies, uniformly at random. The synthetic clips (already
+    augmented when the dataset was built) and the held-out clips keep their own audio."""
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -120,15 +161,16 @@ def train_generator(
         whisper = load_whisper_encoder(whisper_dir)
     model = MotionTokenGenerator(cfg, whisper)
 
-    def tokenize(clips):
+    def tokenize(clips, augment_real: int = 0):
         out = []
         for c in clips:
             x = torch.from_numpy(c.features)[None]
             mouth = tokenizer.normalize(x)[0, :, :MOUTH_DIM].numpy()
-            out.append(_TokenizedClip(c, tokenizer.encode(x)[0].numpy(), cfg.lookahead, mouth))
+            variants = real_audio_variants(c, augment_real, seed) if c.kind == "real" and augment_real > 0 else []
+            out.append(_TokenizedClip(c, tokenizer.encode(x)[0].numpy(), cfg.lookahead, mouth, variants))
         return out
 
-    train = tokenize(load_clips(dataset, split="train"))
+    train = tokenize(load_clips(dataset, split="train"), real_augment)
     heldout_clips = load_clips(dataset, split="heldout", kinds=("real",))
     heldout = tokenize(heldout_clips)
     context = model.audio.receptive_field
@@ -196,6 +238,7 @@ def train_generator(
         "generator_lr": lr,
         "generator_real_fraction": real_fraction,
         "generator_aux_mouth": aux_mouth,
+        "generator_real_augment": real_augment,
         "generator_parameters": sum(p.numel() for p in model.parameters()),
         "generator_command": command,
     }
