@@ -21,6 +21,10 @@ from teller_agent.live.demo import start_worker  # noqa: E402
 from teller_agent.live.harness import AgentHarness  # noqa: E402
 from teller_agent.live.server import LiveKitServerError, LocalLiveKitServer  # noqa: E402
 
+#: Largest tolerated gap (seconds) in a turn's audio at the viewer. Continuous audio measures
+#: 0-20 ms on loopback; an avatar whose audio waited for late frames reached 300-1500 ms.
+MAX_AUDIO_GAPS_S = 0.15
+
 
 @pytest.fixture(scope="module")
 def server():
@@ -66,11 +70,14 @@ def test_local_avatar_streams_synced_video_and_stays_alive(server, sentence, set
     assert fps >= 24.0, f"viewer received {fps:.1f} fps"
     turns = V.speech_turns(rec)
     assert len(turns) == 1 and len(turns[0]) >= 0.9 * len(pcm) / sr * 25
-    start = V.locate(rec, pcm, sr, after=t_say)
-    assert start is not None, "the agent's speech did not reach the viewer"
-    offset = np.median(V.av_offsets(rec, turns[0], start))
-    print(f"A/V offset at the viewer: {offset * 1000:+.1f} ms (median over the turn)")
+    aligned = V.align_audio(rec, pcm, sr, after=t_say)
+    assert aligned is not None, "the agent's speech did not reach the viewer"
+    offset = np.median(V.av_offsets(turns[0], aligned))
+    print(f"A/V offset at the viewer: {offset * 1000:+.1f} ms (median over the turn); "
+          f"audio gaps {aligned.stretch_s * 1000:.0f} ms")
     assert abs(offset) <= 0.040
+    assert aligned.stretch_s <= MAX_AUDIO_GAPS_S, f"the turn's audio arrived with {aligned.stretch_s:.3f} s of gaps"
+    start = float(aligned.arrival_of(0.0))
     assert h.run.playbacks and not h.run.playbacks[-1].interrupted
     assert abs(h.run.playbacks[-1].position - len(pcm) / sr) < 0.1
     # idle after the turn: video keeps flowing and is not frozen
@@ -217,7 +224,11 @@ def test_avatar_worker_is_dispatched_serves_only_its_agent_and_leaves_with_it(se
                 await asyncio.sleep(2.5)
                 await intruder.disconnect()
                 t_say = time.perf_counter()
-                await h.say(pcm, sr)
+                # streamed in real time, as a live TTS speaks (the in-process test sends a burst). A burst
+                # here competes with this process's agent and viewer, the server and the worker for the
+                # 2 cores of the CI machine and can starve the worker for a moment at the turn's start
+                # (see the plugin's README, "Known limits"); `teller-agent bench room --worker` measures it
+                await h.say(pcm, sr, realtime=True)
                 await asyncio.sleep(max(1.0, 11.0 - (time.perf_counter() - h.viewer.rec.video[0].t)))
                 metrics = h.avatar.metrics()
                 await h.room.disconnect()  # the agent leaves
@@ -235,10 +246,12 @@ def test_avatar_worker_is_dispatched_serves_only_its_agent_and_leaves_with_it(se
     finally:
         worker.terminate()
         try:
-            out, _ = worker.communicate(timeout=15)
+            worker.wait(timeout=15)
         except subprocess.TimeoutExpired:
             worker.kill()
-            out, _ = worker.communicate()
+            worker.wait()
+        time.sleep(0.2)  # the log thread reads the last lines
+        out = "".join(worker.log_tail)
     print(f"worker mode: first frame {first:.2f} s after AvatarSession.start; metrics {metrics}")
     assert behalf == "agent"
     rec = h.viewer.rec
@@ -249,12 +262,11 @@ def test_avatar_worker_is_dispatched_serves_only_its_agent_and_leaves_with_it(se
     assert fps >= 24.0, f"viewer received {fps:.1f} fps from the avatar worker"
     turns = V.speech_turns(rec)
     assert turns and len(turns[-1]) >= 0.9 * len(pcm) / sr * 25
-    start = V.locate(rec, pcm, sr, after=t_say)
-    assert start is not None, "the agent's speech did not reach the viewer through the avatar worker"
-    offset = np.median(V.av_offsets(rec, turns[-1], start))
-    # printed, not asserted: through the avatar worker the offset at the viewer is -24..+34 ms in most
-    # runs but drifts to -80..-100 ms (or +150 ms) in about a third of them on this 2-core machine, a
-    # known open defect of worker mode (issue 4's note); in-process mode asserts it above
-    print(f"worker mode: {fps:.1f} fps, A/V offset {offset * 1000:+.1f} ms")
+    aligned = V.align_audio(rec, pcm, sr, after=t_say)
+    assert aligned is not None, "the agent's speech did not reach the viewer through the avatar worker"
+    offset = np.median(V.av_offsets(turns[-1], aligned))
+    print(f"worker mode: {fps:.1f} fps, A/V offset {offset * 1000:+.1f} ms, audio gaps {aligned.stretch_s * 1000:.0f} ms")
+    assert abs(offset) <= 0.040
+    assert aligned.stretch_s <= MAX_AUDIO_GAPS_S, f"the turn's audio arrived with {aligned.stretch_s:.3f} s of gaps"
     assert metrics is not None and metrics.frames_rendered > 0
     assert gone is not None, f"the avatar worker stayed in the room after its agent left:\n{out[-3000:]}"

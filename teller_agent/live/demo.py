@@ -91,26 +91,45 @@ def _speech(say: str | None, audio: str | None) -> tuple[np.ndarray, int]:
     return (np.clip(np.asarray(pcm, np.float32), -1, 1) * 32767).astype(np.int16), SPEECH_RATE
 
 
+#: Lines of the avatar worker's output kept by :func:`start_worker`.
+WORKER_LOG_LINES = 400
+
+
 def start_worker(env: dict[str, str], timeout: float = 120.0) -> subprocess.Popen:
     """Start ``python -m livekit.plugins.teller.worker start`` with ``env`` added to this process's
     environment (health port: any free one) and return once it has registered with the server.
-    Its output stays readable on ``proc.stdout``.
+
+    The worker's output is drained by a daemon thread for as long as it runs (an undrained pipe
+    fills after about 64 KiB of log lines and then blocks the worker's event loop in the middle
+    of a session); its last :data:`WORKER_LOG_LINES` lines are kept in ``proc.log_tail``.
 
     Raises:
         RuntimeError: it exited or did not register within ``timeout`` s (the message has its last lines).
     """
+    import threading
+    from collections import deque
+
     proc = subprocess.Popen([sys.executable, "-m", "livekit.plugins.teller.worker", "start"],
                             env={**os.environ, **env, "TELLER_WORKER_HTTP_PORT": "0"},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    tail: deque[str] = deque(maxlen=WORKER_LOG_LINES)
+    registered = threading.Event()
+
+    def drain() -> None:
+        for line in proc.stdout:
+            tail.append(line)
+            if "registered worker" in line:
+                registered.set()
+
+    threading.Thread(target=drain, name="teller-worker-log", daemon=True).start()
+    proc.log_tail = tail
     deadline = time.monotonic() + timeout
-    tail: list[str] = []
     while time.monotonic() < deadline and proc.poll() is None:
-        line = proc.stdout.readline()
-        tail = (tail + [line])[-20:]
-        if "registered worker" in line:
+        if registered.wait(0.2):
             return proc
     proc.kill()
-    raise RuntimeError("the avatar worker did not register with the LiveKit server:\n" + "".join(tail))
+    proc.wait()
+    raise RuntimeError("the avatar worker did not register with the LiveKit server:\n" + "".join(list(tail)[-20:]))
 
 
 @dataclass
@@ -177,9 +196,9 @@ async def _run(url: str, key: str, secret: str, pcm: np.ndarray, sr: int, output
     h.viewer.save_mp4(output)
     offset = p95 = None
     turns = V.speech_turns(rec)
-    start = V.locate(rec, pcm, sr, after=t_say)
-    if stamp and turns and start is not None:
-        off = V.av_offsets(rec, turns[-1], start) * 1000
+    aligned = V.align_audio(rec, pcm, sr, after=t_say)
+    if stamp and turns and aligned is not None:
+        off = V.av_offsets(turns[-1], aligned) * 1000
         offset, p95 = float(np.median(off)), float(np.percentile(np.abs(off), 95))
     get = (lambda name: getattr(metrics, name)) if metrics is not None else (lambda name: None)
     return DemoResult(
