@@ -7,7 +7,10 @@ idles 1 s, speaks a sentence to the end, idles 1 s, speaks it again and is inter
 * ``join_s``: ``AvatarSession.start`` called -> first avatar video frame at the viewer;
 * ``received_fps``: video frames per second at the viewer over the whole run;
 * ``av_offset_ms`` / ``av_offset_abs_p95_ms``: received video vs the audio it shows (median,
-  + = video late; p95 of the absolute value), from stamped frames and the located audio;
+  + = video late; p95 of the absolute value), from stamped frames and the received audio
+  aligned piece by piece with the sent audio (:func:`~teller_agent.live.viewer.align_audio`);
+* ``audio_gaps_ms``: how much longer than it lasts the first turn's audio took to arrive at
+  the viewer (gaps and jitter-buffer stretching inside the turn; 0 is continuous audio);
 * ``audio_tail_ms``: how long agent audio kept reaching the viewer after the interruption;
 * ``settle_ms``: interruption -> the third idle frame at the viewer (the engine's face is
   neutral by its third frame after a clear);
@@ -50,11 +53,12 @@ async def _measure(url, key, secret, pcm, sr, worker: bool, interrupt_at: float)
     out: dict = {"mode": kwargs["mode"], "join_s": join, "received_fps": V.received_fps(rec),
                  "speech_seconds": len(pcm) / sr}
     turns = V.speech_turns(rec)
-    start = V.locate(rec, pcm, sr, after=t_say, before=t_second)
-    if turns and start is not None:
-        off = V.av_offsets(rec, turns[0], start) * 1000
+    aligned = V.align_audio(rec, pcm, sr, after=t_say, before=t_second)
+    if turns and aligned is not None:
+        off = V.av_offsets(turns[0], aligned) * 1000
         out["av_offset_ms"] = float(np.median(off))
         out["av_offset_abs_p95_ms"] = float(np.percentile(np.abs(off), 95))
+        out["audio_gaps_ms"] = 1000 * aligned.stretch_s
     last = V.last_loud_audio(rec, after=t_clear)
     out["audio_tail_ms"] = 1000 * (last - t_clear) if last is not None else 0.0
     idle_after = [v.t for v in rec.video if v.t > t_clear and v.code is not None and not v.code & 0x8000]
@@ -108,6 +112,7 @@ def room_text(r: dict) -> str:
         f"  received video                             {r['received_fps']:.1f} fps",
         f"  A/V offset at the viewer                   {ms('av_offset_ms')} median (+ = video late), "
         f"|p95| {ms('av_offset_abs_p95_ms')}",
+        f"  audio gaps inside the turn at the viewer   {ms('audio_gaps_ms')}",
         f"  audio-to-frame latency, real-time stream   p50 {ms('latency_ms_p50')}  p95 {ms('latency_ms_p95')}",
         f"  audio-to-frame latency, whole run          p50 {ms('burst_latency_ms_p50')}  p95 {ms('burst_latency_ms_p95')}",
         f"  interruption: agent audio at the viewer    {ms('audio_tail_ms')} after the clear",
@@ -127,6 +132,7 @@ def markdown_table(r: dict) -> str:
         ("received video", v("received_fps", "{:.1f} fps"), ">= 24 fps"),
         ("A/V offset at the viewer (median, + = video late)", v("av_offset_ms", "{:+.1f} ms"), "abs(offset) <= 20 ms"),
         ("A/V offset, p95 of the absolute value", v("av_offset_abs_p95_ms", "{:.1f} ms"), ""),
+        ("audio gaps inside a turn at the viewer", v("audio_gaps_ms", "{:.0f} ms"), ""),
         ("audio-to-frame latency p50 / p95, speech streamed in real time",
          f"{v('latency_ms_p50')} / {v('latency_ms_p95')} ms", "p95 <= 80 ms"),
         ("audio-to-frame latency p50 / p95, whole run (second turn sent as a TTS burst)",

@@ -22,6 +22,7 @@ from ..config import FPS
 from ..stream.stamp import SPEAKING, read_stamp
 
 THUMB = 96  # thumbnail side in pixels
+OPUS_RATE = 48000.0  # Hz: the rate WebRTC counts received audio samples in
 
 
 @dataclass
@@ -79,6 +80,7 @@ class RoomViewer:
         self.first_frame = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._source: str | None = None
+        self.audio_track = None  # the recorded remote audio track, once subscribed
 
     async def start(self) -> None:
         rtc = self._rtc
@@ -112,6 +114,7 @@ class RoomViewer:
             await stream.aclose()
 
     async def _read_audio(self, track) -> None:
+        self.audio_track = track
         stream = self._rtc.AudioStream(track, sample_rate=self.rec.sample_rate, num_channels=1)
         try:
             async for ev in stream:
@@ -119,6 +122,28 @@ class RoomViewer:
                 self.rec.audio.append(AudioRecord(time.perf_counter(), pcm))
         finally:
             await stream.aclose()
+
+    async def audio_stats(self) -> dict[str, float]:
+        """The receiving side's WebRTC statistics of the recorded audio track (``inbound-rtp``):
+        ``jitter_buffer_delay_ms`` (mean time a sample waited in the jitter buffer),
+        ``concealed_ms`` (non-silent audio the jitter buffer invented because packets were missing
+        or late),
+        ``inserted_ms`` / ``removed_ms`` (time stretching to grow / shrink the buffer). Empty
+        before the track is subscribed."""
+        if self.audio_track is None:
+            return {}
+        for st in await self.audio_track.get_stats():
+            if st.WhichOneof("stats") != "inbound_rtp":
+                continue
+            inbound = st.inbound_rtp.inbound
+            emitted = max(1.0, float(inbound.jitter_buffer_emitted_count))
+            return {
+                "jitter_buffer_delay_ms": 1000.0 * inbound.jitter_buffer_delay / emitted,
+                "concealed_ms": 1000.0 * (inbound.concealed_samples - inbound.silent_concealed_samples) / OPUS_RATE,
+                "inserted_ms": 1000.0 * inbound.inserted_samples_for_deceleration / OPUS_RATE,
+                "removed_ms": 1000.0 * inbound.removed_samples_for_acceleration / OPUS_RATE,
+            }
+        return {}
 
     async def stop(self) -> Recording:
         for t in self._tasks:
@@ -226,11 +251,93 @@ def locate(rec: Recording, sent: np.ndarray, sent_rate: int, after: float | None
     return float(times[i])
 
 
-def av_offsets(rec: Recording, turn: list[tuple[int, float]], audio_start: float) -> np.ndarray:
+@dataclass
+class AudioAlignment:
+    """Where the pieces of the agent's audio arrived at the viewer (see :func:`align_audio`).
+
+    Attributes:
+        sent_s: (P,) start of each located piece in the sent audio, seconds.
+        arrival: (P,) arrival time at the viewer of that piece's first sample, perf_counter seconds.
+        score: (P,) normalised correlation of each match (0..1).
+    """
+
+    sent_s: np.ndarray
+    arrival: np.ndarray
+    score: np.ndarray
+
+    def arrival_of(self, sent_s: float | np.ndarray) -> np.ndarray:
+        """Arrival time at the viewer of sent-audio time ``sent_s`` (seconds), interpolated between
+        the located pieces (held constant beyond the first and last)."""
+        return np.asarray(sent_s) + np.interp(sent_s, self.sent_s, self.arrival - self.sent_s)
+
+    @property
+    def stretch_s(self) -> float:
+        """Seconds by which the located audio took longer to arrive than it lasts: the gaps the
+        listener heard inside the turn (0 for audio played without a break)."""
+        if len(self.sent_s) < 2:
+            return 0.0
+        return float((self.arrival[-1] - self.arrival[0]) - (self.sent_s[-1] - self.sent_s[0]))
+
+
+def align_audio(rec: Recording, sent: np.ndarray, sent_rate: int, after: float | None = None,
+                before: float | None = None, window: float = 0.2, min_score: float = 0.5) -> AudioAlignment | None:
+    """Locate every ``window``-second piece of the agent's ``sent`` audio in the received audio,
+    in order (each piece is searched after the previous one), so that gaps inserted on the way
+    (an audio source that ran dry, a jitter buffer stretching) show up as a growing delay
+    instead of shifting everything after them. Silent pieces and matches scoring below
+    ``min_score`` are left out. None when no piece is found.
+
+    Args:
+        sent: (N,) int16 or float audio the agent played; sent_rate: its rate in Hz.
+        after, before: only search audio that arrived in this window (perf_counter seconds).
+    """
+    from ..media import resample
+
+    x = rec.audio_pcm().astype(np.float64) / 32768.0
+    times = rec.audio_times()
+    keep = np.ones(len(x), bool)
+    if after is not None:
+        keep &= times >= after
+    if before is not None:
+        keep &= times <= before
+    x, times = x[keep], times[keep]
+    s = np.asarray(sent)
+    s = s.astype(np.float64) / 32768.0 if s.dtype == np.int16 else s.astype(np.float64)
+    if sent_rate != rec.sample_rate:
+        s = resample(s.astype(np.float32), sent_rate, rec.sample_rate).astype(np.float64)
+    n = int(window * rec.sample_rate)
+    energy = np.concatenate([[0.0], np.cumsum(x * x)])
+    found, lo = [], 0
+    for i in range(0, len(s) - n + 1, n):
+        piece = s[i : i + n]
+        norm = np.sqrt((piece * piece).sum())
+        if norm < 0.01 * np.sqrt(n):  # quieter than -40 dBFS: silence matches anything
+            continue
+        hi = min(len(x), lo + n + 3 * rec.sample_rate)  # gaps of up to 3 s between pieces
+        if hi - lo < n:
+            break
+        c = np.correlate(x[lo:hi], piece, mode="valid")
+        e = np.sqrt(energy[lo + n : hi + 1] - energy[lo : hi - n + 1]).clip(1e-9) * norm
+        score = c / e
+        j = int(np.argmax(score))
+        if score[j] >= min_score:
+            found.append((i / rec.sample_rate, times[lo + j], float(score[j])))
+            lo = lo + j + n // 2
+    if not found:
+        return None
+    a = np.array(found)
+    return AudioAlignment(a[:, 0], a[:, 1], a[:, 2])
+
+
+def av_offsets(turn: list[tuple[int, float]], audio: AudioAlignment | float) -> np.ndarray:
     """(F,) seconds by which each received speech frame of ``turn`` trails the received audio it
-    shows (positive: video late), given the arrival time ``audio_start`` of the turn's first sample
-    (see :func:`locate`). Frame k shows audio from k / 25 s."""
-    return np.array([t - (audio_start + k / FPS) for k, t in turn])
+    shows (positive: video late). Frame k shows sent audio from k / 25 s; its arrival comes from
+    ``audio``: an :func:`align_audio` alignment (exact even when the audio arrived with gaps), or
+    the arrival time of the turn's first sample (:func:`locate`; assumes audio without gaps)."""
+    k = np.array([k for k, _ in turn], np.float64) / FPS
+    t = np.array([t for _, t in turn])
+    start = audio.arrival_of(k) if isinstance(audio, AudioAlignment) else audio + k
+    return t - start
 
 
 def last_loud_audio(rec: Recording, after: float, threshold: float = 0.01, before: float | None = None) -> float | None:

@@ -1,0 +1,56 @@
+"""The viewer's analysis: audio located piece by piece, A/V offsets against the audio each frame shows."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from teller_agent.live import viewer as V
+
+RATE = 24000
+
+
+def _received(sent: np.ndarray, gaps: dict[int, float], t0: float = 100.0) -> V.Recording:
+    """A recording of ``sent`` arriving in 10 ms frames from ``t0``, with silence of ``gaps[i]``
+    seconds inserted before sample ``i``."""
+    parts, at = [], 0
+    for i in sorted(gaps):
+        parts += [sent[at:i], np.zeros(int(gaps[i] * RATE), np.int16)]
+        at = i
+    parts.append(sent[at:])
+    x = np.concatenate(parts)
+    hop = RATE // 100
+    rec = V.Recording(sample_rate=RATE)
+    for k in range(0, len(x) - hop + 1, hop):
+        rec.audio.append(V.AudioRecord(t0 + (k + hop) / RATE, x[k : k + hop]))
+    return rec
+
+
+def _speech(seconds: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n = int(seconds * RATE)
+    envelope = 0.5 + 0.5 * np.sin(np.arange(n) / RATE * 2 * np.pi * 3)  # syllable-like loudness
+    return (rng.standard_normal(n) * 4000 * envelope).clip(-32768, 32767).astype(np.int16)
+
+
+def test_audio_gaps_are_measured_and_offsets_follow_the_audio_each_frame_shows():
+    sent = _speech(3.0)
+    rec = _received(sent, {RATE: 0.3})  # 300 ms of silence inserted 1 s into the turn
+    aligned = V.align_audio(rec, sent, RATE)
+    assert aligned is not None
+    assert abs(aligned.stretch_s - 0.3) < 0.005
+    # frames arriving exactly with their audio: offset 0 on both sides of the gap
+    turn = [(k, float(aligned.arrival_of(k / 25))) for k in range(75)]
+    np.testing.assert_allclose(V.av_offsets(turn, aligned), 0.0, atol=1e-6)
+    assert abs(float(aligned.arrival_of(2.0)) - (100.0 + 2.3)) < 0.005
+    # assuming gap-free audio from the first sample instead blames the gap on the video
+    start = V.locate(rec, sent, RATE)
+    assert abs(start - 100.0) < 0.005
+    late = V.av_offsets(turn, start)
+    assert abs(late[10]) < 0.005 and abs(late[60] - 0.3) < 0.005
+
+
+def test_continuous_audio_has_no_gaps_and_unrelated_audio_is_not_found():
+    sent = _speech(2.0)
+    aligned = V.align_audio(_received(sent, {}), sent, RATE)
+    assert aligned is not None and abs(aligned.stretch_s) < 0.002 and len(aligned.sent_s) == 10
+    assert V.align_audio(_received(_speech(2.0, seed=1), {}), sent, RATE) is None
