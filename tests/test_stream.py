@@ -48,6 +48,18 @@ def test_each_frame_carries_its_own_40ms_of_audio(engine):
     assert not played[len(pcm):].any()
 
 
+def test_a_frame_rendered_without_drawing_still_advances_the_turn(engine):
+    rng = np.random.default_rng(1)
+    pcm = (rng.standard_normal(24000) * 3000).astype(np.int16)  # 1 s: 25 frames
+    engine.feed(pcm, 24000)
+    engine.finish()
+    frames = engine.render(3) + engine.render(2, draw=False) + engine.render()
+    assert [f.index for f in frames] == list(range(25))
+    assert [f.image is None for f in frames] == [i in (3, 4) for i in range(25)]
+    np.testing.assert_array_equal(np.concatenate([f.audio for f in frames])[: len(pcm)], pcm)  # its audio is kept
+    assert not engine.speaking
+
+
 @pytest.mark.parametrize("rate", [8000, 16000, 24000, 48000])
 def test_any_input_rate_gives_the_same_timeline(engine, speech, rate):
     from teller_agent.media import resample

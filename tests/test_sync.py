@@ -115,6 +115,61 @@ def test_clear_drops_the_frame_waiting_for_its_audio():
     assert [code for _, code in video.captured] == []  # the first frame was still waiting for its time
 
 
+def test_a_dropped_frame_plays_its_audio_and_the_next_frame_keeps_its_own_audio_time():
+    async def body(sync, audio):
+        for i in range(6):
+            await sync.push(_audio(20))
+            await sync.push(_audio(20))
+            if i == 2:  # the generator could not draw frame 2 in time: only its audio is published
+                sync.skip_frame()
+                continue
+            await sync.push(_video(i))
+        await asyncio.sleep(0.25)
+
+    audio, video = _run(0, body)
+    assert [code for _, code in video.captured] == [0, 1, 3, 4, 5]
+    due = np.array(audio.starts[::2])[[0, 1, 3, 4, 5]]  # frame 3 is timed from its own audio, not frame 2's
+    late = np.array([t for t, _ in video.captured]) - due
+    assert np.all(late > -0.002) and late.max() < 0.03, late
+
+
 def test_video_delay_is_bounded():
     with pytest.raises(ValueError, match="video_delay_ms"):
         _run(900, None)
+
+
+def test_the_video_generator_drops_pictures_not_audio_when_it_falls_behind(avatar):
+    """With the audio queue empty (the publisher is starved) and frames waiting, the generator
+    hands out those frames' audio without their pictures; every sample of the turn still comes out."""
+    import torch
+
+    from livekit.agents.voice.avatar import AudioSegmentEnd
+
+    from livekit.plugins.teller.video_generator import TellerVideoGenerator
+    from teller_agent.fmlg.generator import MotionGenerator
+    from teller_agent.stream import AvatarEngine
+
+    torch.set_num_threads(1)
+    engine = AvatarEngine(avatar, MotionGenerator(), sample_rate=RATE, vad=False)
+    pcm = (np.random.default_rng(0).standard_normal(RATE) * 3000).astype(np.int16)  # 1 s: 25 frames
+
+    async def main():
+        audio, video = RealTimeAudioSource(), RecordingVideoSource()
+        sync = AudioClockedSynchronizer(audio_source=audio, video_source=video, video_fps=25)
+        gen = TellerVideoGenerator(engine)
+        gen.set_av_sync(sync)  # nothing is pushed to it: its audio queue stays empty
+        await gen.push_audio(rtc.AudioFrame(pcm.tobytes(), RATE, 1, len(pcm)))
+        await gen.push_audio(AudioSegmentEnd())
+        items = []
+        async for item in gen:
+            if isinstance(item, AudioSegmentEnd):
+                break
+            items.append(item)
+        await gen.aclose()
+        await sync.aclose()
+        return items, gen.metrics()
+
+    items, metrics = asyncio.run(main())
+    played = np.concatenate([np.frombuffer(a.data, np.int16) for a in items if isinstance(a, rtc.AudioFrame)])
+    np.testing.assert_array_equal(played[: len(pcm)], pcm)
+    assert metrics.frames_dropped >= 1 and metrics.speech_frames + metrics.frames_dropped == 25

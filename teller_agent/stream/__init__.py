@@ -7,7 +7,7 @@ Public API::
         .push_audio(pcm, sample_rate) -> list[AvatarFrame]   # = feed + render
         .end_turn() -> list[AvatarFrame]                     # = finish + render
         .feed(pcm, sample_rate) -> int; .finish() -> int      # motion only, frames left pending
-        .render(max_frames=None) -> list[AvatarFrame]
+        .render(max_frames=None, draw=True) -> list[AvatarFrame]  # draw=False: dropped (no pixels)
         .interrupt()
         .idle_frame() -> AvatarFrame
     IdleMotion(seed).next_frame() -> MotionLatent

@@ -55,7 +55,8 @@ class AvatarFrame:
     """One output frame.
 
     Attributes:
-        image: (S, S, 3) uint8 RGB.
+        image: (S, S, 3) uint8 RGB; None for a frame rendered with ``draw=False`` (dropped to
+            keep up with real time: its motion and audio advanced, its pixels were never drawn).
         audio: (N,) int16 mono at the engine's ``sample_rate``: the audio this frame
             shows (N = sample_rate / 25, the last frame of a turn may differ), or None while idle.
         speaking: whether the frame belongs to a speech turn.
@@ -68,7 +69,7 @@ class AvatarFrame:
         generate_ms, render_ms: time spent on this frame's motion and pixels.
     """
 
-    image: np.ndarray
+    image: np.ndarray | None
     audio: np.ndarray | None
     speaking: bool
     index: int
@@ -242,13 +243,18 @@ class AvatarEngine:
         """Motion frames generated and waiting for :meth:`render`."""
         return len(self._pending)
 
-    def render(self, max_frames: int | None = None) -> list[AvatarFrame]:
+    def render(self, max_frames: int | None = None, draw: bool = True) -> list[AvatarFrame]:
         """Render up to ``max_frames`` (default: all) waiting motion frames, oldest first. After
         :meth:`finish`, rendering the turn's last frame ends the turn (the face then settles to
-        idle over 4 frames)."""
+        idle over 4 frames).
+
+        With ``draw=False`` the frames advance the turn (motion, mouth gate, their audio) without
+        drawing pixels (``image`` is None): what a player that has fallen behind real time does
+        with video frames it cannot show in time, so that their audio still plays without a gap.
+        """
         t_request = time.perf_counter()
         n = len(self._pending) if max_frames is None else min(max_frames, len(self._pending))
-        frames = [self._speech_frame(*self._pending.popleft(), t_request) for _ in range(n)]
+        frames = [self._speech_frame(*self._pending.popleft(), t_request, draw) for _ in range(n)]
         if self._finishing and not self._pending:
             if self._emitted:
                 self._settle = (self._last, END_SETTLE)
@@ -318,7 +324,7 @@ class AvatarEngine:
             self._pending.append((motion[i], gen_ms, final and i == len(motion) - 1, ready))
 
     def _speech_frame(self, motion: MotionLatent, gen_ms: float, last: bool, ready: float,
-                      t_request: float) -> AvatarFrame:
+                      t_request: float, draw: bool = True) -> AvatarFrame:
         t0 = time.perf_counter()
         k = self._emitted
         spf = self.samples_per_frame
@@ -339,7 +345,7 @@ class AvatarEngine:
             motion = blend(motion, start, weights[0])
             self._settle = (start, weights[1:]) if len(weights) > 1 else None
         audio = np.clip(np.round(chunk * 32767.0), -32768, 32767).astype(np.int16)
-        frame = self._render(motion, audio, True, k, t0)
+        frame = self._render(motion, audio, True, k, t0, draw)
         frame.generate_ms = gen_ms
         waited = max(0.0, t_request - ready)  # for an output slot (audio arrived faster than real time)
         frame.latency_s = time.perf_counter() - self._arrival_of(min((k + 1) * spf, self._received)) - waited
@@ -367,10 +373,11 @@ class AvatarEngine:
                 return t
         return self._arrivals[-1][1]
 
-    def _render(self, motion: MotionLatent, audio, speaking: bool, index: int, t0: float) -> AvatarFrame:
+    def _render(self, motion: MotionLatent, audio, speaking: bool, index: int, t0: float,
+                draw: bool = True) -> AvatarFrame:
         t1 = time.perf_counter()
-        image = self.renderer.render_frame(motion)
-        if self.stamp_frames:
+        image = self.renderer.render_frame(motion) if draw else None
+        if self.stamp_frames and image is not None:
             stamp(image, (SPEAKING if speaking else 0) | (index & 0x7FFF))
         self._last = motion
         return AvatarFrame(image=image, audio=audio, speaking=speaking, index=index,

@@ -19,7 +19,8 @@ class TellerMetrics:
     Attributes:
         frames_rendered: video frames rendered and handed to the AVSynchronizer.
         speech_frames, idle_frames: of which while speaking / idle.
-        frames_dropped: frame slots skipped because rendering fell behind 25 fps.
+        frames_dropped: frames not shown because rendering fell behind 25 fps: idle slots skipped,
+            and speech frames whose audio was published without their picture.
         frames_discarded: speech frames thrown away by interruptions.
         interruptions: ``clear_buffer`` calls.
         generate_ms_p50, generate_ms_p95: motion generation per speech frame, ms.

@@ -14,6 +14,8 @@ clock instead:
   audio the video is sent; positive values compensate the receiver's longer audio path:
   Opus packetisation and the jitter buffer).
 * Frames without audio (idle) are captured on a 25 fps grid continuing the last capture.
+* A speech frame the generator could not draw in time (see :meth:`AudioClockedSynchronizer.skip_frame`)
+  only has its audio published, so the audio never waits for a late picture.
 
 It keeps the ``rtc.AVSynchronizer`` interface (``push``, ``clear_queue``,
 ``wait_for_playout``, ``actual_fps``, ``aclose``), so ``AvatarRunner`` uses it unchanged.
@@ -88,6 +90,17 @@ class AudioClockedSynchronizer(rtc.AVSynchronizer):
         self._pending_audio = 0.0
         self._last_due = due
         await self._video_queue.put((frame, due))
+
+    @property
+    def queued_audio_s(self) -> float:
+        """Seconds of audio waiting in the ``AudioSource`` queue (what plays before a newly pushed
+        sample); near 0 in a speech turn means the audio is about to run dry."""
+        return self._audio_source.queued_duration
+
+    def skip_frame(self) -> None:
+        """The audio pushed since the last video frame belonged to a frame that was dropped (not
+        drawn): the next frame is timed from its own audio only."""
+        self._pending_audio = 0.0
 
     async def clear_queue(self) -> None:
         self._pending_audio = 0.0

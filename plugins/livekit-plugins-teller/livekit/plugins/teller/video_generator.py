@@ -16,16 +16,29 @@ from teller_agent.stream import AvatarEngine, AvatarFrame
 
 from .log import logger
 from .metrics import MetricsRecorder, TellerMetrics
-from .sync import check_video_delay_ms
+from .sync import AudioClockedSynchronizer, check_video_delay_ms
 
 _FRAME_S = 1.0 / FPS
 _AUDIO_PIECE_MS = 20
 _FEED_MS = 80  # most audio the engine takes in one call (about 10 ms of work)
+#: Motion frames the feeder keeps ready ahead of rendering (400 ms). Beyond that a TTS burst
+#: waits in the input queue, so feeding never competes with rendering for the engine thread:
+#: when the feeder ran a whole burst ahead, each frame waited behind a feed call, the avatar
+#: worker's audio ran dry for moments, and a viewer's jitter buffer grew by up to 150 ms.
+_FEED_AHEAD_FRAMES = 10
 #: How much later than its audio each speech frame is sent (see :mod:`.sync`), compensating the
 #: receiving side's longer audio path (Opus packetisation, jitter buffer). On loopback, with
 #: frames sent 30 ms after their audio, the viewer's A/V offset was -12 to +28 ms, median +6 ms
 #: (20 sessions, ``teller-agent bench room`` and the room tests): 24 ms centres that spread.
 DEFAULT_VIDEO_DELAY_MS = 24
+#: A turn's first frame is published once this many frames of its motion are ready (or the turn
+#: is complete), so its audio starts with ``PREROLL_FRAMES - 1`` frames of audio queued behind
+#: it: a playout cushion that absorbs a frame computed late. Without it, speech streamed in real
+#: time reached the ``AudioSource`` just in time (queue 0-34 ms), every late frame was a gap in
+#: the published audio, and the listener's jitter buffer grew by up to 300 ms over the first
+#: seconds of a turn (measured through the avatar worker). Costs ``40 * (PREROLL_FRAMES - 1)`` ms
+#: at the start of a turn whose audio arrives in real time; nothing when it arrives faster.
+PREROLL_FRAMES = 2
 
 
 class TellerVideoGenerator(VideoGenerator):
@@ -40,6 +53,14 @@ class TellerVideoGenerator(VideoGenerator):
     * Interruption: :meth:`clear_buffer` drops queued audio (here and in the
       AVSynchronizer), empties the generator's KV cache and settles the face to idle in
       3 frames. Frames computed for the old turn are discarded.
+
+    * Overload: audio is the master clock. When the machine cannot render 25 fps (the next
+      frame's motion is already waiting and less than one frame of audio is left in the
+      ``AudioSource`` queue), a speech frame is dropped: its audio is published, its pixels are
+      never drawn, and ``frames_dropped`` counts it. The audio stays continuous and the next
+      drawn frame is still captured with its own audio; without this, each late frame delayed
+      its audio too, the listener's jitter buffer stretched the gaps, and the received audio
+      ran up to 1.5 s behind the video over a 5 s sentence on an overloaded avatar worker.
 
     The engine runs on one worker thread so rendering never blocks the event loop.
 
@@ -66,6 +87,7 @@ class TellerVideoGenerator(VideoGenerator):
         # (epoch, item, perf_counter arrival)
         self._input: asyncio.Queue[tuple[int, rtc.AudioFrame | AudioSegmentEnd, float]] = asyncio.Queue()
         self._wake = asyncio.Event()  # new input was fed, or a clear
+        self._rendered = asyncio.Event()  # a speech frame was rendered, or a clear
         self._fed_until = 0.0  # perf_counter when the engine finished the last feed
         self._owed_end: AudioSegmentEnd | None = None  # handed out once the turn's last frame is out
         self._epoch = 0
@@ -111,6 +133,7 @@ class TellerVideoGenerator(VideoGenerator):
             await self._av_sync.clear_queue()
         await self._run(self._engine.interrupt)
         self._wake.set()  # the stream may be waiting for turn audio
+        self._rendered.set()
 
     def __aiter__(self) -> AsyncIterator[rtc.VideoFrame | rtc.AudioFrame | AudioSegmentEnd]:
         return self._stream()
@@ -139,8 +162,12 @@ class TellerVideoGenerator(VideoGenerator):
         """Feeds audio to the engine as soon as it arrives (motion only; frames are rendered by
         :meth:`_stream` when their output slot is free), so a frame's look-ahead audio is never
         stuck behind the output pacing."""
+        carry = None  # an input item taken while coalescing that belongs to the next round
         while not self._closed:
-            epoch, data, arrival = await self._input.get()
+            if carry is not None:
+                (epoch, data, arrival), carry = carry, None
+            else:
+                epoch, data, arrival = await self._input.get()
             if epoch != self._epoch:
                 continue
             if isinstance(data, AudioSegmentEnd):
@@ -153,7 +180,23 @@ class TellerVideoGenerator(VideoGenerator):
                 await asyncio.sleep(_FRAME_S / 4)
             pcm = np.frombuffer(data.data, dtype=np.int16).reshape(-1, data.num_channels)
             step = data.sample_rate * _FEED_MS // 1000
+            # a burst queues many small frames (20 ms from an avatar worker's receiver): feed them
+            # together, up to _FEED_MS per call; latency still counts from the first one's arrival
+            parts = [pcm]
+            while sum(len(p) for p in parts) < step and not self._input.empty():
+                item = self._input.get_nowait()
+                nxt = item[1]
+                if (item[0] != epoch or not isinstance(nxt, rtc.AudioFrame) or nxt.sample_rate != data.sample_rate
+                        or nxt.num_channels != data.num_channels):
+                    carry = item
+                    break
+                parts.append(np.frombuffer(nxt.data, dtype=np.int16).reshape(-1, nxt.num_channels))
+            if len(parts) > 1:
+                pcm = np.concatenate(parts)
             for start in range(0, len(pcm), step):  # short executor calls: renders and a clear get in
+                while self._engine.pending >= _FEED_AHEAD_FRAMES and epoch == self._epoch:
+                    self._rendered.clear()
+                    await self._rendered.wait()
                 if epoch != self._epoch:
                     break
                 # latency counts from when the audio arrived, or from when the motion generator was
@@ -173,7 +216,10 @@ class TellerVideoGenerator(VideoGenerator):
                 self._wake.clear()
                 epoch = self._epoch
                 if self._engine.pending:
-                    frames = await self._run(self._engine.render, 1)
+                    frames = await self._run(self._engine.render, 1, not self._behind())
+                    self._rendered.set()
+                    if frames and frames[0].speaking and frames[0].index == 0:
+                        await self._preroll(epoch)
                     for out in self._emit(frames, epoch):
                         yield out
                     next_idle = None
@@ -201,6 +247,24 @@ class TellerVideoGenerator(VideoGenerator):
         finally:
             feeder.cancel()
 
+    async def _preroll(self, epoch: int) -> None:
+        """Hold a turn's first frame until :data:`PREROLL_FRAMES` frames of motion are ready, the
+        turn is complete, or as long as that much audio lasts (a stalled TTS is not waited for)."""
+        deadline = time.perf_counter() + PREROLL_FRAMES * _FRAME_S
+        engine = self._engine
+        while (epoch == self._epoch and engine.speaking and not engine.finishing
+               and engine.pending < PREROLL_FRAMES - 1):
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                break
+            await self._wait_wake(left)
+
+    def _behind(self) -> bool:
+        """Rendering has fallen behind the audio (see the class docstring, *Overload*)."""
+        sync = self._av_sync
+        return (isinstance(sync, AudioClockedSynchronizer) and self._engine.pending >= 2
+                and sync.queued_audio_s < _FRAME_S)
+
     def _emit(self, frames: list[AvatarFrame], epoch: int):
         """Hand out each of ``frames`` right after its audio (see the class docstring)."""
         rate = self._engine.sample_rate
@@ -218,6 +282,11 @@ class TellerVideoGenerator(VideoGenerator):
                                      samples_per_channel=len(chunk))
                 if len(chunk) > piece:
                     break
+            if f.image is None:  # dropped to keep up (see _behind): its audio is out, no picture
+                self._metrics.counts.frames_dropped += 1
+                if isinstance(self._av_sync, AudioClockedSynchronizer):
+                    self._av_sync.skip_frame()
+                continue
             yield self._video(f)
 
     def _video(self, f: AvatarFrame) -> rtc.VideoFrame:
