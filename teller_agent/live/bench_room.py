@@ -15,6 +15,8 @@ idles 1 s, speaks a sentence to the end, idles 1 s, speaks it again and is inter
 * ``settle_ms``: interruption -> the third idle frame at the viewer (the engine's face is
   neutral by its third frame after a clear);
 * ``position_error_ms``: reported ``playback_finished`` position minus the audio the viewer heard;
+* ``viewer_jitter_buffer_delay_ms`` / ``viewer_concealed_ms``: the viewer's WebRTC audio
+  statistics over the run (mean jitter-buffer delay; non-silent audio it had to conceal);
 * the avatar's own metrics: audio-to-frame latency p50/p95 over the first turn, whose audio is
   streamed in real time (the worst case: each frame waits for its look-ahead audio), and over
   the whole run, whose second turn arrives at once like a TTS running ahead; generator and
@@ -49,6 +51,7 @@ async def _measure(url, key, secret, pcm, sr, worker: bool, interrupt_at: float)
         t_clear = h.interrupt()
         await asyncio.sleep(1.5)
         metrics = h.avatar.metrics()
+        stats = await h.viewer.audio_stats()
     rec = h.viewer.rec
     out: dict = {"mode": kwargs["mode"], "join_s": join, "received_fps": V.received_fps(rec),
                  "speech_seconds": len(pcm) / sr}
@@ -68,6 +71,8 @@ async def _measure(url, key, secret, pcm, sr, worker: bool, interrupt_at: float)
     if second is not None and finished:
         heard = (last if last is not None else t_clear) - second
         out["position_error_ms"] = 1000 * (finished[-1].position - heard)
+    for name in ("jitter_buffer_delay_ms", "concealed_ms"):
+        out[f"viewer_{name}"] = stats.get(name)
     if metrics is not None:
         for name in ("generate_ms_p50", "render_ms_p50", "frames_dropped"):
             out[name] = getattr(metrics, name)
@@ -113,6 +118,7 @@ def room_text(r: dict) -> str:
         f"  A/V offset at the viewer                   {ms('av_offset_ms')} median (+ = video late), "
         f"|p95| {ms('av_offset_abs_p95_ms')}",
         f"  audio gaps inside the turn at the viewer   {ms('audio_gaps_ms')}",
+        f"  viewer jitter buffer: mean delay {ms('viewer_jitter_buffer_delay_ms')}, concealed {ms('viewer_concealed_ms')}",
         f"  audio-to-frame latency, real-time stream   p50 {ms('latency_ms_p50')}  p95 {ms('latency_ms_p95')}",
         f"  audio-to-frame latency, whole run          p50 {ms('burst_latency_ms_p50')}  p95 {ms('burst_latency_ms_p95')}",
         f"  interruption: agent audio at the viewer    {ms('audio_tail_ms')} after the clear",

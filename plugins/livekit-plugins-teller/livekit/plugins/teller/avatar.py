@@ -175,7 +175,7 @@ class AvatarSession(_BaseAvatarSession):
         self._dispatch_id = dispatch.id
         agent_session.output.replace_audio_tail(
             DataStreamAudioOutput(room, destination_identity=self._identity, sample_rate=self._sample_rate,
-                                  wait_remote_track=rtc.TrackKind.KIND_VIDEO, wait_playback_start=True)
+                                  wait_remote_track=rtc.TrackKind.KIND_VIDEO)
         )
         logger.info("teller avatar worker dispatched",
                     extra={"agent_name": self._worker_agent_name, "avatar_identity": self._identity})

@@ -21,11 +21,6 @@ from .sync import AudioClockedSynchronizer, check_video_delay_ms
 _FRAME_S = 1.0 / FPS
 _AUDIO_PIECE_MS = 20
 _FEED_MS = 80  # most audio the engine takes in one call (about 10 ms of work)
-#: Motion frames the feeder keeps ready ahead of rendering (400 ms). Beyond that a TTS burst
-#: waits in the input queue, so feeding never competes with rendering for the engine thread:
-#: when the feeder ran a whole burst ahead, each frame waited behind a feed call, the avatar
-#: worker's audio ran dry for moments, and a viewer's jitter buffer grew by up to 150 ms.
-_FEED_AHEAD_FRAMES = 10
 #: How much later than its audio each speech frame is sent (see :mod:`.sync`), compensating the
 #: receiving side's longer audio path (Opus packetisation, jitter buffer). On loopback, with
 #: frames sent 30 ms after their audio, the viewer's A/V offset was -12 to +28 ms, median +6 ms
@@ -87,7 +82,6 @@ class TellerVideoGenerator(VideoGenerator):
         # (epoch, item, perf_counter arrival)
         self._input: asyncio.Queue[tuple[int, rtc.AudioFrame | AudioSegmentEnd, float]] = asyncio.Queue()
         self._wake = asyncio.Event()  # new input was fed, or a clear
-        self._rendered = asyncio.Event()  # a speech frame was rendered, or a clear
         self._fed_until = 0.0  # perf_counter when the engine finished the last feed
         self._owed_end: AudioSegmentEnd | None = None  # handed out once the turn's last frame is out
         self._epoch = 0
@@ -133,7 +127,6 @@ class TellerVideoGenerator(VideoGenerator):
             await self._av_sync.clear_queue()
         await self._run(self._engine.interrupt)
         self._wake.set()  # the stream may be waiting for turn audio
-        self._rendered.set()
 
     def __aiter__(self) -> AsyncIterator[rtc.VideoFrame | rtc.AudioFrame | AudioSegmentEnd]:
         return self._stream()
@@ -194,9 +187,6 @@ class TellerVideoGenerator(VideoGenerator):
             if len(parts) > 1:
                 pcm = np.concatenate(parts)
             for start in range(0, len(pcm), step):  # short executor calls: renders and a clear get in
-                while self._engine.pending >= _FEED_AHEAD_FRAMES and epoch == self._epoch:
-                    self._rendered.clear()
-                    await self._rendered.wait()
                 if epoch != self._epoch:
                     break
                 # latency counts from when the audio arrived, or from when the motion generator was
@@ -217,7 +207,6 @@ class TellerVideoGenerator(VideoGenerator):
                 epoch = self._epoch
                 if self._engine.pending:
                     frames = await self._run(self._engine.render, 1, not self._behind())
-                    self._rendered.set()
                     if frames and frames[0].speaking and frames[0].index == 0:
                         await self._preroll(epoch)
                     for out in self._emit(frames, epoch):

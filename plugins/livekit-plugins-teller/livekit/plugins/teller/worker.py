@@ -50,6 +50,16 @@ RECEIVE_FRAME_MS = 20
 _active_sessions = 0
 
 
+class AgentAudioReceiver(DataStreamAudioReceiver):
+    """The agent's audio, as ``DataStreamAudioReceiver``, without ``lk.playback_started`` calls:
+    ``AvatarSession`` does not register that RPC on the agent side (its ``DataStreamAudioOutput``
+    approximates the playback start when it sends the audio), and the stock receiver logs an
+    error for every turn when the RPC is missing."""
+
+    def notify_playback_started(self) -> None:
+        return None
+
+
 def _max_sessions() -> int:
     return int(os.environ.get("TELLER_WORKER_MAX_SESSIONS") or os.cpu_count() or 1)
 
@@ -126,7 +136,7 @@ async def _entrypoint(ctx: JobContext) -> None:
     video_gen = TellerVideoGenerator(engine, video_delay_ms=int(meta.get("video_delay_ms", DEFAULT_VIDEO_DELAY_MS)))
     runner = TellerAvatarRunner(
         ctx.room,
-        audio_recv=DataStreamAudioReceiver(ctx.room, sender_identity=agent_identity, frame_size_ms=RECEIVE_FRAME_MS),
+        audio_recv=AgentAudioReceiver(ctx.room, sender_identity=agent_identity, frame_size_ms=RECEIVE_FRAME_MS),
         video_gen=video_gen,
         options=AvatarOptions(video_width=size, video_height=size, video_fps=FPS,
                               audio_sample_rate=sample_rate, audio_channels=1),
