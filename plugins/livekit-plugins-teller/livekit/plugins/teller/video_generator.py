@@ -21,6 +21,10 @@ from .sync import AudioClockedSynchronizer, check_video_delay_ms
 _FRAME_S = 1.0 / FPS
 _AUDIO_PIECE_MS = 20
 _FEED_MS = 80  # most audio the engine takes in one call (about 10 ms of work)
+#: Audio left in the ``AudioSource`` queue below which, with the next frame's motion already
+#: waiting, a speech frame is dropped instead of drawn (seconds). At one frame (40 ms) it fired
+#: whenever the worker's audio arrived in clumps: 7-12 frames dropped per run, 23 fps received.
+_DRY_S = 0.012
 #: How much later than its audio each speech frame is sent (see :mod:`.sync`), compensating the
 #: receiving side's longer audio path (Opus packetisation, jitter buffer). On loopback, with
 #: frames sent 30 ms after their audio, the viewer's A/V offset was -12 to +28 ms, median +6 ms
@@ -50,8 +54,8 @@ class TellerVideoGenerator(VideoGenerator):
       3 frames. Frames computed for the old turn are discarded.
 
     * Overload: audio is the master clock. When the machine cannot render 25 fps (the next
-      frame's motion is already waiting and less than one frame of audio is left in the
-      ``AudioSource`` queue), a speech frame is dropped: its audio is published, its pixels are
+      frame's motion is already waiting and the ``AudioSource`` queue is about to run dry),
+      a speech frame is dropped: its audio is published, its pixels are
       never drawn, and ``frames_dropped`` counts it. The audio stays continuous and the next
       drawn frame is still captured with its own audio; without this, each late frame delayed
       its audio too, the listener's jitter buffer stretched the gaps, and the received audio
@@ -252,7 +256,7 @@ class TellerVideoGenerator(VideoGenerator):
         """Rendering has fallen behind the audio (see the class docstring, *Overload*)."""
         sync = self._av_sync
         return (isinstance(sync, AudioClockedSynchronizer) and self._engine.pending >= 2
-                and sync.queued_audio_s < _FRAME_S)
+                and sync.queued_audio_s < _DRY_S)
 
     def _emit(self, frames: list[AvatarFrame], epoch: int):
         """Hand out each of ``frames`` right after its audio (see the class docstring)."""
