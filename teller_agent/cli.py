@@ -399,7 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="chance a previous-frame head token is masked in training (default: GeneratorConfig's)")
     g.add_argument("--real-augment", type=int, default=0, metavar="K",
                    help="K augmented copies of each real training clip's audio (pitch, noise, band limit, reverb, "
-                   "gain; timing kept), one of them or the clean audio drawn per window (default 0 = off)")
+                   "gain; timing kept), one of them or the clean audio drawn per window (default 0 = off; K = 4 lowered "
+                   "held-out lip sync in the one run tried)")
     g.add_argument("--eval-every", type=int, default=1000, help="steps between held-out evaluations (default 1000)")
     g.add_argument("--audio-encoder", choices=["conv", "whisper"], default="conv",
                    help="conv: small causal conv encoder trained with the generator (default); whisper: a frozen "
