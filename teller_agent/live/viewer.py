@@ -210,6 +210,26 @@ def speech_turns(rec: Recording) -> list[list[tuple[int, float]]]:
     return turns
 
 
+def _received_and_sent(rec: Recording, sent: np.ndarray, sent_rate: int, after: float | None,
+                       before: float | None, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The received audio that arrived in ``[after, before]`` (full scale 1.0, ``dtype``) with each
+    sample's arrival time, and ``sent`` (int16 or float) as ``dtype`` at the recording's rate."""
+    from ..media import resample
+
+    x = rec.audio_pcm().astype(dtype) / 32768.0
+    times = rec.audio_times()
+    keep = np.ones(len(x), bool)
+    if after is not None:
+        keep &= times >= after
+    if before is not None:
+        keep &= times <= before
+    s = np.asarray(sent)
+    s = s.astype(np.float32) / 32768.0 if s.dtype == np.int16 else s.astype(np.float32)
+    if sent_rate != rec.sample_rate:
+        s = resample(s, sent_rate, rec.sample_rate)
+    return x[keep], times[keep], s.astype(dtype)
+
+
 def locate(rec: Recording, sent: np.ndarray, sent_rate: int, after: float | None = None,
            before: float | None = None) -> float | None:
     """Arrival time at the viewer of the first sample of ``sent`` audio (the agent's turn),
@@ -224,20 +244,7 @@ def locate(rec: Recording, sent: np.ndarray, sent_rate: int, after: float | None
     """
     from scipy.signal import correlate
 
-    from ..media import resample
-
-    x = rec.audio_pcm().astype(np.float32) / 32768.0
-    times = rec.audio_times()
-    keep = np.ones(len(x), bool)
-    if after is not None:
-        keep &= times >= after
-    if before is not None:
-        keep &= times <= before
-    x, times = x[keep], times[keep]
-    s = np.asarray(sent)
-    s = s.astype(np.float32) / 32768.0 if s.dtype == np.int16 else s.astype(np.float32)
-    if sent_rate != rec.sample_rate:
-        s = resample(s, sent_rate, rec.sample_rate)
+    x, times, s = _received_and_sent(rec, sent, sent_rate, after, before, np.float32)
     n = min(len(s), rec.sample_rate, len(x))  # the first second is distinctive enough
     s = s[:n]
     if len(x) < n or not np.any(s):
@@ -291,20 +298,7 @@ def align_audio(rec: Recording, sent: np.ndarray, sent_rate: int, after: float |
         sent: (N,) int16 or float audio the agent played; sent_rate: its rate in Hz.
         after, before: only search audio that arrived in this window (perf_counter seconds).
     """
-    from ..media import resample
-
-    x = rec.audio_pcm().astype(np.float64) / 32768.0
-    times = rec.audio_times()
-    keep = np.ones(len(x), bool)
-    if after is not None:
-        keep &= times >= after
-    if before is not None:
-        keep &= times <= before
-    x, times = x[keep], times[keep]
-    s = np.asarray(sent)
-    s = s.astype(np.float64) / 32768.0 if s.dtype == np.int16 else s.astype(np.float64)
-    if sent_rate != rec.sample_rate:
-        s = resample(s.astype(np.float32), sent_rate, rec.sample_rate).astype(np.float64)
+    x, times, s = _received_and_sent(rec, sent, sent_rate, after, before, np.float64)
     n = int(window * rec.sample_rate)
     energy = np.concatenate([[0.0], np.cumsum(x * x)])
     found, lo = [], 0
