@@ -89,7 +89,7 @@ class TellerVideoGenerator(VideoGenerator):
         self._fed_until = 0.0  # perf_counter when the engine finished the last feed
         self._owed_end: AudioSegmentEnd | None = None  # handed out once the turn's last frame is out
         self._epoch = 0
-        self._av_sync: rtc.AVSynchronizer | None = None
+        self._av_sync: AudioClockedSynchronizer | None = None
         self._metrics = MetricsRecorder()
         self._closed = False
 
@@ -102,7 +102,7 @@ class TellerVideoGenerator(VideoGenerator):
         """How much later than its audio each speech frame is sent, ms."""
         return self._delay_ms
 
-    def set_av_sync(self, av_sync: rtc.AVSynchronizer | None) -> None:
+    def set_av_sync(self, av_sync: AudioClockedSynchronizer | None) -> None:
         """The runner's synchronizer: cleared on interruption, and its measured fps is reported."""
         self._av_sync = av_sync
 
@@ -179,8 +179,8 @@ class TellerVideoGenerator(VideoGenerator):
             step = data.sample_rate * _FEED_MS // 1000
             # a burst queues many small frames (20 ms from an avatar worker's receiver): feed them
             # together, up to _FEED_MS per call; latency still counts from the first one's arrival
-            parts = [pcm]
-            while sum(len(p) for p in parts) < step and not self._input.empty():
+            parts, total = [pcm], len(pcm)
+            while total < step and not self._input.empty():
                 item = self._input.get_nowait()
                 nxt = item[1]
                 if (item[0] != epoch or not isinstance(nxt, rtc.AudioFrame) or nxt.sample_rate != data.sample_rate
@@ -188,6 +188,7 @@ class TellerVideoGenerator(VideoGenerator):
                     carry = item
                     break
                 parts.append(np.frombuffer(nxt.data, dtype=np.int16).reshape(-1, nxt.num_channels))
+                total += len(parts[-1])
             if len(parts) > 1:
                 pcm = np.concatenate(parts)
             for start in range(0, len(pcm), step):  # short executor calls: renders and a clear get in
@@ -255,8 +256,7 @@ class TellerVideoGenerator(VideoGenerator):
     def _behind(self) -> bool:
         """Rendering has fallen behind the audio (see the class docstring, *Overload*)."""
         sync = self._av_sync
-        return (isinstance(sync, AudioClockedSynchronizer) and self._engine.pending >= 2
-                and sync.queued_audio_s < _DRY_S)
+        return sync is not None and self._engine.pending >= 2 and sync.queued_audio_s < _DRY_S
 
     def _emit(self, frames: list[AvatarFrame], epoch: int):
         """Hand out each of ``frames`` right after its audio (see the class docstring)."""
@@ -277,7 +277,7 @@ class TellerVideoGenerator(VideoGenerator):
                     break
             if f.image is None:  # dropped to keep up (see _behind): its audio is out, no picture
                 self._metrics.counts.frames_dropped += 1
-                if isinstance(self._av_sync, AudioClockedSynchronizer):
+                if self._av_sync is not None:
                     self._av_sync.skip_frame()
                 continue
             yield self._video(f)
