@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from teller_agent.audio.encoder import clip_mel
+from teller_agent.audio.features import HOP_ALIGNED_LEAD, LogMelStream, log_mel
 from teller_agent.errors import CheckpointError
 from teller_agent.fmlg import MotionGenerator, load_checkpoint, save_checkpoint
 from teller_agent.fmlg.model import GeneratorConfig, MotionTokenGenerator
@@ -64,13 +66,13 @@ def test_frames_arrive_with_bounded_lookahead(tiny_checkpoint):
     gen = MotionGenerator(tiny_checkpoint)
     pcm = _speech(1.0, 16000)
     produced = 0
+    assert gen.mel_lead == HOP_ALIGNED_LEAD  # mel frames end on their hop
     for i in range(0, len(pcm), 320):  # 20 ms chunks
         produced += len(gen.push_audio(pcm[i : i + 320], 16000))
-        heard = (i + 320) / 16000
-        # every frame whose audio plus look-ahead has arrived is out (<= 80 ms look-ahead)
-        assert produced >= int((heard - 0.08) * 25) - 1
-        assert produced <= int(heard * 25)
-    assert gen.latency_s <= 0.08
+        # frame k is out as soon as the audio up to the end of frame k + lookahead has arrived, not a
+        # sample later (the issue allows <= 80 ms of look-ahead)
+        assert produced == max(0, (i + 320) // 640 - gen.lookahead)
+    assert gen.latency_s == pytest.approx(0.04 * gen.lookahead)
 
 
 def test_reset_gives_the_same_output_as_a_fresh_generator(tiny_checkpoint):
@@ -180,12 +182,29 @@ def test_lip_mean_changes_only_the_lips(tiny_checkpoint):
     assert np.abs(mean[:, :MOUTH_DIM] - sampled[:, :MOUTH_DIM]).max() > 1e-4
 
 
-def test_old_configs_keep_one_depth_chain():
+def test_old_configs_keep_one_depth_chain_and_unaligned_mel_frames():
     d = GeneratorConfig().to_dict()
-    del d["depth_streams"]
-    assert GeneratorConfig.from_dict(d).depth_streams == 1
+    del d["depth_streams"], d["mel_lead"]
+    old = GeneratorConfig.from_dict(d)
+    assert old.depth_streams == 1 and old.mel_lead == 0
     with pytest.raises(ValueError, match="mouth"):
         MotionTokenGenerator(GeneratorConfig(d_model=32, tokens_per_frame=6, mouth_tokens=2, depth_streams=2))
+
+
+@pytest.mark.parametrize("lead", [0, HOP_ALIGNED_LEAD])
+def test_log_mel_stream_with_a_lead_equals_the_whole_clip(lead):
+    pcm = _speech(0.5, 16000)
+    whole = log_mel(pcm, lead)
+    stream = LogMelStream(lead)
+    parts = [stream.push(pcm[i : i + n]) for i, n in zip(range(0, len(pcm), 333), [333] * 100)]
+    np.testing.assert_allclose(np.concatenate(parts), whole, atol=1e-6)
+    # with the hop-aligned lead, mel frame i is the window that ends at sample 160 (i + 1)
+    if lead == HOP_ALIGNED_LEAD:
+        assert len(whole) == len(pcm) // 160
+        np.testing.assert_allclose(whole[5], log_mel(pcm[160 * 6 - 400 : 160 * 6])[0], atol=1e-6)
+    stream.reset()
+    np.testing.assert_allclose(stream.push(pcm), whole, atol=1e-6)
+    assert clip_mel(pcm, 10, 1, lead).shape == (44, 80)  # 4 (T + lookahead) frames whatever the lead
 
 
 @pytest.mark.parametrize("chunks", [[1] * 30, [7, 1, 22], [30]])

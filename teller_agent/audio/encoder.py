@@ -3,9 +3,11 @@
 Teller (arXiv 2503.18429, sec. 3.2) cuts audio into slices embedded by
 Whisper. The default here is a small causal convolutional encoder trained
 with the generator, so it runs on a CPU and streams: the embedding of video
-frame ``t`` sees the audio up to the end of frame ``t + lookahead`` (plus the
-15 ms tail of the last mel window), i.e. a bounded look-ahead of
-``40 * lookahead + 15`` ms past the frame (55 ms by default), and nothing later.
+frame ``t`` sees the audio up to the end of frame ``t + lookahead``, i.e. a
+bounded look-ahead of ``40 * lookahead`` ms past the frame (40 ms by default),
+and nothing later. (Checkpoints trained before mel frames were hop-aligned, with
+``GeneratorConfig.mel_lead = 0``, also see the 15 ms tail of the last mel
+window: ``40 * lookahead + 15`` ms.)
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def _stack(mel: torch.Tensor) -> torch.Tensor:
     return mel[:, : frames * MELS_PER_FRAME].reshape(b, frames, MELS_PER_FRAME * c)
 
 
-def clip_mel(pcm: np.ndarray, num_frames: int, lookahead: int) -> np.ndarray:
+def clip_mel(pcm: np.ndarray, num_frames: int, lookahead: int, lead: int = 0) -> np.ndarray:
     """Mel frames covering exactly ``num_frames + lookahead`` video frames of a whole clip.
 
     The audio is padded with silence at the end (what :meth:`MotionGenerator.flush`
@@ -68,11 +70,12 @@ def clip_mel(pcm: np.ndarray, num_frames: int, lookahead: int) -> np.ndarray:
         pcm: (N,) float32 16 kHz mono.
         num_frames: T video frames wanted.
         lookahead: the encoder's look-ahead in video frames.
+        lead: samples of silence before the audio (:func:`~teller_agent.audio.features.log_mel`).
 
     Returns:
         (4 (T + lookahead), 80) float32.
     """
-    need = (num_frames + lookahead) * SAMPLES_PER_FRAME + WIN_LENGTH - HOP_LENGTH
+    need = (num_frames + lookahead) * SAMPLES_PER_FRAME + WIN_LENGTH - HOP_LENGTH - lead
     pcm = np.asarray(pcm, np.float32).reshape(-1)[:need]
     pcm = np.pad(pcm, (0, need - len(pcm)))
-    return log_mel(pcm)
+    return log_mel(pcm, lead)

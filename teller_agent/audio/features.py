@@ -9,7 +9,11 @@ Two choices differ from Whisper so that streaming gives exactly the same
 features as a whole clip:
 
 * no centre padding: mel frame ``i`` covers samples ``[160 i, 160 i + 400)``
-  and so depends on no future audio beyond its own window;
+  and so depends on no future audio beyond its own window; with a *lead* of
+  240 samples (``WIN_LENGTH - HOP_LENGTH``, see :func:`log_mel`) the audio is
+  preceded by that much silence, so mel frame ``i`` covers
+  ``[160 i - 240, 160 i + 160)`` and ends on its hop: the 4 mel frames of a
+  40 ms video frame then end exactly at the video frame's last sample;
 * a fixed floor and scale instead of Whisper's per-clip maximum:
   ``(max(log10(mel), -8) + 4) / 4``.
 """
@@ -25,6 +29,8 @@ SAMPLE_RATE = 16_000
 N_MELS, WIN_LENGTH, HOP_LENGTH = 80, 400, 160
 #: Mel frames per 25 fps video frame (40 ms / 10 ms).
 MELS_PER_FRAME = 4
+#: Silence put before the audio so that every mel frame ends on its hop (see the module docstring).
+HOP_ALIGNED_LEAD = WIN_LENGTH - HOP_LENGTH
 _LOG_FLOOR = -8.0
 
 _WINDOW = window_function(WIN_LENGTH, "hann")
@@ -44,16 +50,20 @@ def num_mel_frames(num_samples: int) -> int:
     return max(0, (num_samples - WIN_LENGTH) // HOP_LENGTH + 1)
 
 
-def log_mel(pcm: np.ndarray) -> np.ndarray:
+def log_mel(pcm: np.ndarray, lead: int = 0) -> np.ndarray:
     """Log-mel frames of 16 kHz mono audio.
 
     Args:
         pcm: (N,) float mono samples in [-1, 1] at :data:`SAMPLE_RATE`.
+        lead: samples of silence put before ``pcm`` (0, or :data:`HOP_ALIGNED_LEAD` so that
+            frame ``i`` ends at sample ``160 (i + 1)``).
 
     Returns:
-        (num_mel_frames(N), 80) float32, roughly in [-1, 1.5].
+        (num_mel_frames(N + lead), 80) float32, roughly in [-1, 1.5].
     """
     pcm = np.asarray(pcm, dtype=np.float32).reshape(-1)
+    if lead:
+        pcm = np.concatenate([np.zeros(lead, np.float32), pcm])
     n = num_mel_frames(len(pcm))
     if n == 0:
         return np.zeros((0, N_MELS), np.float32)
@@ -67,12 +77,16 @@ def log_mel(pcm: np.ndarray) -> np.ndarray:
 class LogMelStream:
     """Incremental :func:`log_mel`: push samples of any chunk size, get new mel frames.
 
-    The concatenation of everything :meth:`push` returns equals ``log_mel`` of
-    the concatenated input, whatever the chunking.
+    The concatenation of everything :meth:`push` returns equals ``log_mel(x, lead)`` of
+    the concatenated input ``x``, whatever the chunking.
+
+    Args:
+        lead: samples of silence before the first pushed sample (see :func:`log_mel`).
     """
 
-    def __init__(self) -> None:
-        self._buffer = np.zeros(0, np.float32)
+    def __init__(self, lead: int = 0) -> None:
+        self.lead = lead
+        self._buffer = np.zeros(lead, np.float32)
 
     def push(self, pcm: np.ndarray) -> np.ndarray:
         """Add (N,) float32 samples at 16 kHz; returns the (M, 80) mel frames completed by them."""
@@ -85,5 +99,5 @@ class LogMelStream:
         return frames
 
     def reset(self) -> None:
-        """Forget buffered samples."""
-        self._buffer = np.zeros(0, np.float32)
+        """Forget buffered samples (the stream starts again with its lead of silence)."""
+        self._buffer = np.zeros(self.lead, np.float32)

@@ -37,7 +37,7 @@ import torch
 
 from ..audio.encoder import SAMPLES_PER_FRAME
 from ..audio.resampler import StreamResampler, as_mono_float
-from ..audio.features import MELS_PER_FRAME, N_MELS, SAMPLE_RATE, LogMelStream
+from ..audio.features import HOP_LENGTH, MELS_PER_FRAME, N_MELS, SAMPLE_RATE, WIN_LENGTH, LogMelStream
 from ..motion.latent import MotionLatent
 from .checkpoint import FMLGCheckpoint, load_checkpoint
 from .qwen2_step import Qwen2Stepper
@@ -77,6 +77,7 @@ class MotionGenerator:
         self.seed, self.top_k = seed, top_k
         cfg = self.model.cfg
         self.lookahead = cfg.lookahead
+        self.mel_lead = cfg.mel_lead
         self._temps = [temperature_mouth] * cfg.mouth_tokens + [temperature_head] * (
             cfg.tokens_per_frame - cfg.mouth_tokens
         )
@@ -96,8 +97,9 @@ class MotionGenerator:
 
     @property
     def latency_s(self) -> float:
-        """Audio a frame waits for beyond its own 40 ms: the look-ahead plus the last mel window's tail."""
-        return (self.lookahead * SAMPLES_PER_FRAME + 400 - 160) / SAMPLE_RATE
+        """Audio a frame waits for beyond its own 40 ms, seconds: the look-ahead, plus the last mel
+        window's tail for checkpoints without hop-aligned mel frames (``mel_lead = 0``)."""
+        return (self.lookahead * SAMPLES_PER_FRAME + WIN_LENGTH - HOP_LENGTH - self.mel_lead) / SAMPLE_RATE
 
     def reset(self) -> None:
         """Forget all audio and motion context: empty the KV cache and every buffer (call on interruption).
@@ -139,7 +141,7 @@ class MotionGenerator:
         target = self._segment_start + int(self._samples / SAMPLES_PER_FRAME + 0.5)
         parts = [self._advance(self._mel.push(pcm16))]
         if self._frame < target:
-            need = (target - self._frame + self.lookahead + 1) * SAMPLES_PER_FRAME + 400
+            need = (target - self._frame + self.lookahead + 1) * SAMPLES_PER_FRAME + WIN_LENGTH
             parts.append(self._advance(self._mel.push(np.zeros(need, np.float32)), limit=target))
         self._new_segment()
         return MotionLatent.concatenate(parts)
@@ -153,7 +155,7 @@ class MotionGenerator:
 
     def _new_segment(self) -> None:
         self._resampler: StreamResampler | None = None
-        self._mel = LogMelStream()
+        self._mel = LogMelStream(self.mel_lead)
         self._mel_pending = np.zeros((0, N_MELS), np.float32)
         self._audio_state: list | None = None
         self._audio_outputs = 0

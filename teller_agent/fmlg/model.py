@@ -31,6 +31,7 @@ from torch.nn import functional as F
 from transformers import Qwen2Config, Qwen2Model
 
 from ..audio.encoder import CausalAudioEncoder
+from ..audio.features import HOP_ALIGNED_LEAD
 from ..audio.whisper import WhisperAudioEncoder
 
 
@@ -49,6 +50,10 @@ class GeneratorConfig:
     codebook_size: int = 256
     audio_hidden: int = 256
     lookahead: int = 1  # video frames of future audio (40 ms)
+    # Samples of silence before each segment's audio: HOP_ALIGNED_LEAD (240) makes every mel frame end
+    # on its hop, so the look-ahead is exactly 40 ms x lookahead; 0 (checkpoints written before the
+    # option) lets the last mel window reach 15 ms further.
+    mel_lead: int = HOP_ALIGNED_LEAD
     dropout: float = 0.1
     # Training only: chance that a previous-frame token is replaced by a mask embedding, so the
     # lips must be predicted from the audio rather than copied from the last frame.
@@ -68,6 +73,7 @@ class GeneratorConfig:
     def from_dict(cls, d: dict) -> GeneratorConfig:
         d = dict(d)
         d.setdefault("depth_streams", 1)  # checkpoints written before the option had one chain
+        d.setdefault("mel_lead", 0)  # ... and unaligned mel frames
         return cls(**d)
 
     def backbone_config(self) -> Qwen2Config:

@@ -43,9 +43,9 @@ class Clip:
     def num_frames(self) -> int:
         return len(self.features)
 
-    def mel(self, lookahead: int) -> np.ndarray:
-        """(4 (T + lookahead), 80) log-mel of the clip's audio."""
-        return clip_mel(self.audio, self.num_frames, lookahead)
+    def mel(self, lookahead: int, lead: int = 0) -> np.ndarray:
+        """(4 (T + lookahead), 80) log-mel of the clip's audio (``lead``: see :func:`clip_mel`)."""
+        return clip_mel(self.audio, self.num_frames, lookahead, lead)
 
 
 def read_manifest(folder: str | Path) -> dict:

@@ -54,11 +54,11 @@ class _TokenizedClip:
     augmented variants of it (same length) that :func:`_batch` picks from at random."""
 
     def __init__(self, clip: Clip, tokens: np.ndarray, lookahead: int, mouth: np.ndarray,
-                 variants: list[np.ndarray] = ()):
+                 variants: list[np.ndarray] = (), lead: int = 0):
         self.clip = clip
         self.tokens = tokens  # (T, K) int64
-        self.mel = clip.mel(lookahead)  # (4 (T + L), 80), the un-augmented audio
-        self.mels = [self.mel] + [clip_mel(v, clip.num_frames, lookahead) for v in variants]
+        self.mel = clip.mel(lookahead, lead)  # (4 (T + L), 80), the un-augmented audio
+        self.mels = [self.mel] + [clip_mel(v, clip.num_frames, lookahead, lead) for v in variants]
         self.mouth = mouth  # (T, MOUTH_DIM) float32 normalised mouth features (auxiliary regression target)
 
 
@@ -169,7 +169,7 @@ def train_generator(
             x = torch.from_numpy(c.features)[None]
             mouth = tokenizer.normalize(x)[0, :, :MOUTH_DIM].numpy()
             variants = real_audio_variants(c, augment_real, seed) if c.kind == "real" and augment_real > 0 else []
-            out.append(_TokenizedClip(c, tokenizer.encode(x)[0].numpy(), cfg.lookahead, mouth, variants))
+            out.append(_TokenizedClip(c, tokenizer.encode(x)[0].numpy(), cfg.lookahead, mouth, variants, cfg.mel_lead))
         return out
 
     train = tokenize(load_clips(dataset, split="train"), real_augment)
