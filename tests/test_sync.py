@@ -20,8 +20,12 @@ RATE = 24000
 class RealTimeAudioSource:
     """Plays its queue at real time; ``capture_frame`` waits while more than ``queue_s`` is queued."""
 
+    sample_rate, num_channels = RATE, 1
+
     def __init__(self, queue_s: float = 0.1):
         self.queue_s = queue_s
+        self.capturing = False  # like rtc.AudioSource, one capture at a time (InvalidState otherwise)
+        self.captured: list[tuple[int, bool]] = []  # (samples, all zero) of each captured frame
         self.end = 0.0  # perf_counter when the queued audio has played
         self.starts: list[float] = []  # play-out start of each captured frame
 
@@ -30,8 +34,15 @@ class RealTimeAudioSource:
         return max(0.0, self.end - time.perf_counter())
 
     async def capture_frame(self, frame: rtc.AudioFrame) -> None:
-        while self.queued_duration > self.queue_s:
-            await asyncio.sleep(0.002)
+        if self.capturing:
+            raise RuntimeError("InvalidState - failed to capture frame")
+        self.capturing = True
+        try:
+            while self.queued_duration > self.queue_s:
+                await asyncio.sleep(0.002)
+        finally:
+            self.capturing = False
+        self.captured.append((frame.samples_per_channel, not any(frame.data)))
         now = time.perf_counter()
         self.starts.append(max(now, self.end))
         self.end = self.starts[-1] + frame.samples_per_channel / frame.sample_rate
@@ -173,3 +184,29 @@ def test_the_video_generator_drops_pictures_not_audio_when_it_falls_behind(avata
     played = np.concatenate([np.frombuffer(a.data, np.int16) for a in items if isinstance(a, rtc.AudioFrame)])
     np.testing.assert_array_equal(played[: len(pcm)], pcm)
     assert metrics.frames_dropped >= 1 and metrics.speech_frames + metrics.frames_dropped == 25
+
+
+def test_cut_audio_waits_for_a_push_in_progress_drops_it_and_times_the_next_turn_after_the_silence():
+    speech = rtc.AudioFrame(np.ones(RATE // 25, np.int16).tobytes(), RATE, 1, RATE // 25)  # 40 ms, not silent
+
+    async def body(sync, audio):
+        for _ in range(3):  # 120 ms queued: a fourth push waits for room in the 100 ms queue
+            await sync.push(speech)
+        pushing = asyncio.create_task(sync.push(speech))  # the forwarder, inside a push of the cut turn
+        await asyncio.sleep(0.005)
+        assert audio.capturing
+        t_cut = time.perf_counter()
+        await sync.cut_audio(0.04)  # waits for that push instead of failing on it, then drops it
+        await pushing
+        await sync.push(speech)  # the next turn
+        await sync.push(_video(7))
+        await asyncio.sleep(0.2)
+        return t_cut
+
+    audio, video = _run(0, body)
+    assert audio.captured == [(RATE // 25, False)] * 4 + [(RATE // 25, True), (RATE // 25, False)]
+    silence_start, turn_start = audio.starts[-2:]
+    assert silence_start < audio.starts[-3]  # the cut turn's last push was dropped before it played
+    assert turn_start - silence_start == pytest.approx(0.04, abs=0.003)  # the next turn plays after the silence
+    assert [code for _, code in video.captured] == [7]
+    assert video.captured[0][0] - turn_start == pytest.approx(0.0, abs=0.01)  # and its frame with it

@@ -34,6 +34,11 @@ from .video_generator import TellerVideoGenerator
 #: about 20 fps at this size (measured at a viewer).
 VIDEO_MAX_BITRATE = 1_500_000  # bits per second
 
+#: Silence published right after an interruption's clear, seconds. The cut turn's audio then ends
+#: in silence at the listener instead of in a gap: a gap makes the listener's jitter buffer
+#: conceal (extrapolate the cut speech for tens of ms, and stretch its delay for what follows).
+END_SILENCE_S = 0.04
+
 
 class TellerAvatarRunner(AvatarRunner):
     """An ``AvatarRunner`` (same arguments) for a :class:`TellerVideoGenerator`, publishing
@@ -85,6 +90,7 @@ class TellerAvatarRunner(AvatarRunner):
             for _ in range(3):  # the forwarder may be inside a push of an old frame: let it land, drop it
                 await asyncio.sleep(0)
             await self._av_sync.clear_queue()
+            await self._av_sync.cut_audio(END_SILENCE_S)
             self._playback_position = 0.0
             await video_gen.clear_buffer()
             await self._notify_interrupted(position if audio_playing else 0.0)

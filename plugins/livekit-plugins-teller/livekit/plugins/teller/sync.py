@@ -65,6 +65,7 @@ class AudioClockedSynchronizer(rtc.AVSynchronizer):
         self._last_due = 0.0  # perf_counter capture time of the last queued frame
         self._captures: deque[float] = deque(maxlen=max(2, int(video_fps)))
         self._epoch = 0  # bumped by clear_queue: a frame waiting for its capture time is dropped
+        self._capture_lock = asyncio.Lock()
         #: seconds of audio inside a ``push`` right now: already counted in the AudioSource's
         #: queued duration, not yet in the runner's playback position
         self.inflight_audio = 0.0
@@ -74,11 +75,12 @@ class AudioClockedSynchronizer(rtc.AVSynchronizer):
     async def push(self, frame: rtc.VideoFrame | rtc.AudioFrame, timestamp: float | None = None) -> None:
         if isinstance(frame, rtc.AudioFrame):
             duration = frame.samples_per_channel / frame.sample_rate
-            self.inflight_audio = duration
-            try:
-                await self._audio_source.capture_frame(frame)
-            finally:
-                self.inflight_audio = 0.0
+            async with self._capture_lock:
+                self.inflight_audio = duration
+                try:
+                    await self._audio_source.capture_frame(frame)
+                finally:
+                    self.inflight_audio = 0.0
             self._pending_audio += duration
             return
         now = time.perf_counter()
@@ -96,6 +98,23 @@ class AudioClockedSynchronizer(rtc.AVSynchronizer):
         """Seconds of audio waiting in the ``AudioSource`` queue (what plays before a newly pushed
         sample); near 0 in a speech turn means the audio is about to run dry."""
         return self._audio_source.queued_duration
+
+    async def cut_audio(self, silence_s: float) -> None:
+        """End the audio now: once a push in progress has landed, drop all queued audio (that push's
+        too) and publish ``silence_s`` seconds of digital silence, counted as no frame's audio.
+
+        Used on interruption: the listener's jitter buffer then plays silence where the cut speech
+        stopped, instead of concealing the gap (extrapolating the speech for tens of ms). A failed
+        capture is logged, not raised: the interruption goes on without the silence."""
+        source = self._audio_source
+        silence = rtc.AudioFrame.create(source.sample_rate, source.num_channels, int(source.sample_rate * silence_s))
+        async with self._capture_lock:  # the AudioSource takes one capture at a time
+            source.clear_queue()
+            self._pending_audio = 0.0
+            try:
+                await source.capture_frame(silence)
+            except Exception as e:  # noqa: BLE001 - the audio source may be closing with the room
+                logger.debug("could not publish the silence after a clear: %s", e)
 
     def skip_frame(self) -> None:
         """The audio pushed since the last video frame belonged to a frame that was dropped (not
