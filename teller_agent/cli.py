@@ -110,6 +110,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
             cfg.prev_mask_mouth = args.prev_mask_mouth
         if args.prev_mask_head is not None:
             cfg.prev_mask_head = args.prev_mask_head
+        if args.lookahead is not None:
+            cfg.lookahead = args.lookahead
+        if args.mel_lead is not None:
+            cfg.mel_lead = args.mel_lead
+        if cfg.lookahead_ms > 80:
+            raise SystemExit(f"error: --lookahead {cfg.lookahead} with --mel-lead {cfg.mel_lead} sees "
+                             f"{cfg.lookahead_ms:.0f} ms of future audio, over the 80 ms bound; add --mel-lead 240")
         cfg.audio_encoder = args.audio_encoder
         whisper_dir = args.whisper_model_dir
         if args.audio_encoder == "whisper" and whisper_dir is None:
@@ -397,6 +404,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="chance a previous-frame mouth token is masked in training (default: GeneratorConfig's)")
     g.add_argument("--prev-mask-head", type=float,
                    help="chance a previous-frame head token is masked in training (default: GeneratorConfig's)")
+    g.add_argument("--lookahead", type=int, choices=(0, 1, 2),
+                   help="video frames of future audio the generator sees, 40 ms each (default 1); the whole look-ahead "
+                   "(see --mel-lead) must stay <= 80 ms, and all of it adds to live audio-to-frame latency")
+    g.add_argument("--mel-lead", type=int, choices=(0, 240),
+                   help="samples of silence before each segment's audio: 240 makes mel frames end on their hop, so the "
+                   "look-ahead is exactly 40 ms x --lookahead instead of 15 ms more (default 0; 240 lowered held-out lip "
+                   "sync in the one run tried, see the model card)")
     g.add_argument("--real-augment", type=int, default=0, metavar="K",
                    help="K augmented copies of each real training clip's audio (pitch, noise, band limit, reverb, "
                    "gain; timing kept), one of them or the clean audio drawn per window (default 0 = off; K = 4 lowered "

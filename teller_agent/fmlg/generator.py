@@ -37,7 +37,7 @@ import torch
 
 from ..audio.encoder import SAMPLES_PER_FRAME
 from ..audio.resampler import StreamResampler, as_mono_float
-from ..audio.features import HOP_LENGTH, MELS_PER_FRAME, N_MELS, SAMPLE_RATE, WIN_LENGTH, LogMelStream
+from ..audio.features import MELS_PER_FRAME, N_MELS, WIN_LENGTH, LogMelStream
 from ..motion.latent import MotionLatent
 from .checkpoint import FMLGCheckpoint, load_checkpoint
 from .qwen2_step import Qwen2Stepper
@@ -99,7 +99,7 @@ class MotionGenerator:
     def latency_s(self) -> float:
         """Audio a frame waits for beyond its own 40 ms, seconds: the look-ahead, plus the last mel
         window's tail for checkpoints without hop-aligned mel frames (``mel_lead = 0``)."""
-        return (self.lookahead * SAMPLES_PER_FRAME + WIN_LENGTH - HOP_LENGTH - self.mel_lead) / SAMPLE_RATE
+        return self.model.cfg.lookahead_ms / 1000.0
 
     def reset(self) -> None:
         """Forget all audio and motion context: empty the KV cache and every buffer (call on interruption).

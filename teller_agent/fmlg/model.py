@@ -31,7 +31,7 @@ from torch.nn import functional as F
 from transformers import Qwen2Config, Qwen2Model
 
 from ..audio.encoder import CausalAudioEncoder
-from ..audio.features import HOP_ALIGNED_LEAD
+from ..audio.features import HOP_LENGTH, SAMPLE_RATE, WIN_LENGTH
 from ..audio.whisper import WhisperAudioEncoder
 
 
@@ -50,10 +50,11 @@ class GeneratorConfig:
     codebook_size: int = 256
     audio_hidden: int = 256
     lookahead: int = 1  # video frames of future audio (40 ms)
-    # Samples of silence before each segment's audio: HOP_ALIGNED_LEAD (240) makes every mel frame end
-    # on its hop, so the look-ahead is exactly 40 ms x lookahead; 0 (checkpoints written before the
-    # option) lets the last mel window reach 15 ms further.
-    mel_lead: int = HOP_ALIGNED_LEAD
+    # Samples of silence before each segment's audio. 0: the last mel window of the look-ahead reaches
+    # 15 ms further (55 ms of look-ahead with lookahead 1). HOP_ALIGNED_LEAD (240): every mel frame ends
+    # on its hop, so the look-ahead is exactly 40 ms x lookahead (15 ms less live latency; the one run
+    # of the shipped recipe with it lost held-out lip sync, see the model card).
+    mel_lead: int = 0
     dropout: float = 0.1
     # Training only: chance that a previous-frame token is replaced by a mask embedding, so the
     # lips must be predicted from the audio rather than copied from the last frame.
@@ -66,6 +67,12 @@ class GeneratorConfig:
     audio_encoder: str = "conv"
     whisper_window: int = 25
 
+    @property
+    def lookahead_ms(self) -> float:
+        """Future audio each frame's embedding sees, milliseconds: ``lookahead`` frames of 40 ms plus
+        what the last mel window reaches past them (15 ms without a lead)."""
+        return 40.0 * self.lookahead + (WIN_LENGTH - HOP_LENGTH - self.mel_lead) / SAMPLE_RATE * 1000.0
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -73,7 +80,6 @@ class GeneratorConfig:
     def from_dict(cls, d: dict) -> GeneratorConfig:
         d = dict(d)
         d.setdefault("depth_streams", 1)  # checkpoints written before the option had one chain
-        d.setdefault("mel_lead", 0)  # ... and unaligned mel frames
         return cls(**d)
 
     def backbone_config(self) -> Qwen2Config:

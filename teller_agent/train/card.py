@@ -62,8 +62,9 @@ def write_model_card(checkpoint: str | Path, dataset: str | Path, commands: list
         f"conv decoder: {2 * tok['levels']} motion tokens per frame ({8 * tok['levels']} per 4 frames).",
         f"- Generator: Qwen2 decoder ({gen.get('layers')} layers, width {gen.get('d_model')}, {gen.get('heads')} heads, "
         f"sliding window {gen.get('window')} frames) on `audio embedding + previous tokens`, with a depth head over the "
-        f"frame's tokens ({_depth(gen)}); {_audio(gen)} on 80-bin log-mel with {gen.get('lookahead')} frame(s) (40 ms) "
-        f"look-ahead; {info.get('generator_parameters', 0) / 1e6:.2f} M parameters.",
+        f"frame's tokens ({_depth(gen)}); {_audio(gen)} on 80-bin log-mel with {gen.get('lookahead')} frame(s) of "
+        f"look-ahead ({_lookahead_ms(gen):.0f} ms of future audio); {info.get('generator_parameters', 0) / 1e6:.2f} M "
+        "parameters.",
         f"- Generator training: teacher forcing; previous-frame tokens masked with probability "
         f"{gen.get('prev_mask_mouth')} (mouth) / {gen.get('prev_mask_head')} (head); "
         f"{_share(info)} of the 4 s windows from real clips{_real_augment(info)}; auxiliary mouth-feature regression "
@@ -119,6 +120,7 @@ def write_model_card(checkpoint: str | Path, dataset: str | Path, commands: list
         "|---|---|---|",
     ] + [f"| {k} | {v[0]:.3f} | {v[1]:.3f} |" for k, v in info.get("heldout_clips", {}).items()] + [
         "",
+    ] + _variants(info) + [
         f"Training time on the CPU: tokenizer {info.get('tokenizer_minutes')} min ({info.get('tokenizer_steps')} steps), "
         f"generator {info.get('generator_minutes')} min ({info.get('generator_steps')} steps).",
         "",
@@ -140,6 +142,31 @@ def write_model_card(checkpoint: str | Path, dataset: str | Path, commands: list
     path = checkpoint / "README.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _lookahead_ms(gen: dict) -> float:
+    from ..fmlg.model import GeneratorConfig
+
+    return GeneratorConfig.from_dict(gen).lookahead_ms if gen else float("nan")
+
+
+def _variants(info: dict) -> list[str]:
+    """Other runs of the recipe, each changing one thing (``info["recipe_variants"]``: dicts with
+    ``change``, ``option``, ``heldout_mouth_r``, ``heldout_audio_head_mouth_r``, ``minutes``)."""
+    rows = info.get("recipe_variants") or []
+    if not rows:
+        return []
+    return [
+        "Variants of the generator recipe, each trained once from the same dataset and tokenizer with one option "
+        "added to the command above and evaluated the same way (held-out r over sampling seeds 0-2; the audio-only "
+        "head is deterministic, so it shows a change in the audio encoder without sampling noise). "
+        "None was shipped:",
+        "",
+        "| change | option | held-out r | audio-only head r |",
+        "|---|---|---|---|",
+        f"| (this checkpoint) | | {_headline(info):.3f} | {info.get('heldout_audio_head_mouth_r', float('nan')):.3f} |",
+    ] + [f"| {v['change']} | `{v['option']}` | {v['heldout_mouth_r']:.3f} | {v['heldout_audio_head_mouth_r']:.3f} |"
+         for v in rows] + [""]
 
 
 def _default_temperature() -> float:
