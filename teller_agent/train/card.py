@@ -152,7 +152,8 @@ def _lookahead_ms(gen: dict) -> float:
 
 def _variants(info: dict) -> list[str]:
     """Other runs of the recipe, each changing one thing (``info["recipe_variants"]``: dicts with
-    ``change``, ``option``, ``heldout_mouth_r``, ``heldout_audio_head_mouth_r``, ``minutes``)."""
+    ``change``, ``option``, ``heldout_mouth_r``, ``heldout_audio_head_mouth_r``, ``minutes``; and
+    ``info["recipe_variants_note"]``, what they show)."""
     rows = info.get("recipe_variants") or []
     if not rows:
         return []
@@ -166,7 +167,7 @@ def _variants(info: dict) -> list[str]:
         "|---|---|---|---|",
         f"| (this checkpoint) | | {_headline(info):.3f} | {info.get('heldout_audio_head_mouth_r', float('nan')):.3f} |",
     ] + [f"| {v['change']} | `{v['option']}` | {v['heldout_mouth_r']:.3f} | {v['heldout_audio_head_mouth_r']:.3f} |"
-         for v in rows] + [""]
+         for v in rows] + [""] + ([info["recipe_variants_note"], ""] if info.get("recipe_variants_note") else [])
 
 
 def _default_temperature() -> float:
