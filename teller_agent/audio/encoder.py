@@ -3,11 +3,12 @@
 Teller (arXiv 2503.18429, sec. 3.2) cuts audio into slices embedded by
 Whisper. The default here is a small causal convolutional encoder trained
 with the generator, so it runs on a CPU and streams: the embedding of video
-frame ``t`` sees the audio up to the end of frame ``t + lookahead``, i.e. a
-bounded look-ahead of ``40 * lookahead`` ms past the frame (40 ms by default),
-and nothing later. (Checkpoints trained before mel frames were hop-aligned, with
-``GeneratorConfig.mel_lead = 0``, also see the 15 ms tail of the last mel
-window: ``40 * lookahead + 15`` ms.)
+frame ``t`` sees the audio up to the end of frame ``t + lookahead`` plus the
+15 ms tail of the last mel window, i.e. a bounded look-ahead of
+``40 * lookahead + 15`` ms past the frame (55 ms by default), and nothing later.
+With hop-aligned mel frames (``GeneratorConfig.mel_lead = 240``, see
+:mod:`~teller_agent.audio.features`) the tail is gone: ``40 * lookahead`` ms
+(``GeneratorConfig.lookahead_ms``).
 """
 
 from __future__ import annotations

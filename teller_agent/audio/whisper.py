@@ -8,7 +8,7 @@ silence), encoded by Whisper's convolutions, the first ``2 window`` position
 embeddings and its transformer layers; the two encoder positions of frame
 ``t`` (Whisper's second conv has stride 2: 2 positions per 40 ms) are averaged
 and projected to the generator width. The embedding therefore sees no audio
-past the look-ahead (``40 lookahead + 15`` ms, as the conv encoder), whatever
+past the look-ahead (``GeneratorConfig.lookahead_ms``, as the conv encoder), whatever
 Whisper's bidirectional attention does inside the window.
 
 The Whisper weights stay frozen and are **not** stored in the FMLG checkpoint

@@ -163,12 +163,12 @@ def train_generator(
         whisper = load_whisper_encoder(whisper_dir)
     model = MotionTokenGenerator(cfg, whisper)
 
-    def tokenize(clips, augment_real: int = 0):
+    def tokenize(clips, real_augment: int = 0):
         out = []
         for c in clips:
             x = torch.from_numpy(c.features)[None]
             mouth = tokenizer.normalize(x)[0, :, :MOUTH_DIM].numpy()
-            variants = real_audio_variants(c, augment_real, seed) if c.kind == "real" and augment_real > 0 else []
+            variants = real_audio_variants(c, real_augment, seed) if c.kind == "real" and real_augment > 0 else []
             out.append(_TokenizedClip(c, tokenizer.encode(x)[0].numpy(), cfg.lookahead, mouth, variants, cfg.mel_lead))
         return out
 
