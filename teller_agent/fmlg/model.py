@@ -171,26 +171,35 @@ class DepthSampler:
     def __call__(self, h: torch.Tensor, uniform: torch.Tensor, mean_codebooks: torch.Tensor | None = None,
                  mean_temperature: float = 1.0) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Tokens (K,) int64 of one frame from ``h`` (D,) and uniform draws ``uniform`` (K, top_k) in (0, 1].
+        Batched: ``h`` (P, D) and ``uniform`` (P, K, top_k) give tokens (P, K) (independent rows).
 
         With ``mean_codebooks`` (L, V, C), the RVQ codebooks of the first chain's L levels (the mouth
-        stream with two chains), also returns the expected quantised latent (C,) of that chain: the sum
-        over its levels of the codebook vectors averaged under the softmax of the ``top_k`` logits at
-        ``mean_temperature``, each level conditioned on the sampled tokens of the coarser ones. Decoding
-        this conditional mean instead of the sampled codes removes most of the sampling jitter."""
-        gumbel = -torch.log(-torch.log(uniform.clamp(1e-10, 1.0)))
+        stream with two chains), also returns the expected quantised latent (C,) (batched: (P, C)) of that
+        chain: the sum over its levels of the codebook vectors averaged under the softmax of the ``top_k``
+        logits at ``mean_temperature``, each level conditioned on the sampled tokens of the coarser ones.
+        Decoding this conditional mean instead of the sampled codes removes most of the sampling jitter."""
+        single = h.dim() == 1
+        if single:
+            h, uniform = h[None], uniform[None]
+        p = h.shape[0]
+        gumbel = -torch.log(-torch.log(uniform.clamp(1e-10, 1.0))).transpose(0, 1)  # (K, P, top_k)
         s = len(self.chains)
-        x = h.expand(s, 1, -1)
-        tokens = torch.empty(self.k, dtype=torch.long)
-        mean = None if mean_codebooks is None else torch.zeros(mean_codebooks.shape[-1])
+        x = h[None].expand(s, p, -1)  # (S, P, D)
+        tokens = torch.empty(self.k, p, dtype=torch.long)
+        mean = None if mean_codebooks is None else torch.zeros(p, mean_codebooks.shape[-1])
         for j, (lv, w1, b1, w2, b2, temp, off) in enumerate(self.steps):
             y = F.gelu(torch.baddbmm(b1, F.layer_norm(x, *self.ln), w1))
-            top, idx = torch.baddbmm(b2, y, w2)[:, 0].topk(self.top_k)  # (S, top_k)
-            pick = (top / temp + gumbel[lv]).argmax(1, keepdim=True)
-            choice = idx.gather(1, pick)[:, 0]  # (S,)
+            top, idx = torch.baddbmm(b2, y, w2).topk(self.top_k)  # (S, P, top_k)
+            pick = (top / temp[:, :, None] + gumbel[lv]).argmax(-1, keepdim=True)
+            choice = idx.gather(-1, pick)[..., 0]  # (S, P)
             tokens[lv] = choice
             if mean is not None and j < len(mean_codebooks):
-                mean += torch.softmax(top[0] / mean_temperature, -1) @ mean_codebooks[j][idx[0]]
-            x = x + self.embed[choice + off][:, None]
+                probs = torch.softmax(top[0] / mean_temperature, -1)  # (P, top_k)
+                mean += torch.bmm(probs[:, None], mean_codebooks[j][idx[0]])[:, 0]
+            x = x + self.embed[choice + off[:, None]]
+        tokens = tokens.T  # (P, K)
+        if single:
+            return tokens[0] if mean is None else (tokens[0], mean[0])
         return tokens if mean is None else (tokens, mean)
 
 

@@ -79,28 +79,33 @@ class Qwen2Stepper:
         return w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` (D,) float32 input embedding of the next position -> (D,) final hidden state
-        (``Qwen2Model(...).last_hidden_state`` of that position)."""
+        """``x`` (D,) or (B, D) float32 input embedding(s) of the next position -> the final hidden state(s)
+        of that position, same shape (``Qwen2Model(...).last_hidden_state``). With (B, D) the B rows are
+        independent sequences stepped together (e.g. the generator's lip particles); keep B fixed
+        between :meth:`reset` calls."""
+        single = x.dim() == 1
+        x = x[None] if single else x  # (B, D)
+        b = x.shape[0]
         freqs = self.position * self.inv_freq
         emb = torch.cat([freqs, freqs])
         cos, sin = emb.cos() * self.rope_scale, emb.sin() * self.rope_scale
         half, hd = self.head_dim // 2, self.head_dim
         group = self.heads // self.kv_heads
         keep = self.window - 1
-        x = x[None]  # (1, D)
         for i, (ln1, w_qkv, b_qkv, w_o, b_o, scaling, ln2, w_gu, w_down) in enumerate(self.layers):
-            q, k, v = F.linear(self._rms(x, ln1), w_qkv, b_qkv)[0].split(self.splits)
-            qk = torch.cat([q.view(self.heads, hd), k.view(self.kv_heads, hd)])
-            qk = qk * cos + torch.cat([-qk[:, half:], qk[:, :half]], 1) * sin  # RoPE (rotate_half)
-            q, k = qk[: self.heads], qk[self.heads :, None]
-            v = v.view(self.kv_heads, 1, hd)
+            q, k, v = F.linear(self._rms(x, ln1), w_qkv, b_qkv).split(self.splits, -1)
+            qk = torch.cat([q.view(b, self.heads, hd), k.view(b, self.kv_heads, hd)], 1)
+            qk = qk * cos + torch.cat([-qk[..., half:], qk[..., :half]], -1) * sin  # RoPE (rotate_half)
+            q, k = qk[:, : self.heads], qk[:, self.heads :].reshape(b * self.kv_heads, 1, hd)
+            v = v.reshape(b * self.kv_heads, 1, hd)
             if self.keys[i] is not None:
                 k = torch.cat([self.keys[i][:, -keep:] if keep else self.keys[i][:, :0], k], 1)
                 v = torch.cat([self.values[i][:, -keep:] if keep else self.values[i][:, :0], v], 1)
-            self.keys[i], self.values[i] = k, v  # (kv_heads, <= window, hd)
-            att = torch.softmax(torch.bmm(q.view(self.kv_heads, group, hd), k.transpose(1, 2)) * scaling, -1)
-            x = x + F.linear(torch.bmm(att, v).reshape(1, -1), w_o, b_o)
+            self.keys[i], self.values[i] = k, v  # (B * kv_heads, <= window, hd)
+            att = torch.softmax(torch.bmm(q.reshape(b * self.kv_heads, group, hd), k.transpose(1, 2)) * scaling, -1)
+            x = x + F.linear(torch.bmm(att, v).reshape(b, -1), w_o, b_o)
             gate, up = F.linear(self._rms(x, ln2), w_gu).chunk(2, -1)
             x = x + F.linear(F.silu(gate) * up, w_down)
         self.position += 1
-        return self._rms(x, self.final_norm)[0]
+        out = self._rms(x, self.final_norm)
+        return out[0] if single else out
