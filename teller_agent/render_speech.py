@@ -61,8 +61,7 @@ def render_speech(
         pcm, sr = load_audio(audio, sample_rate=None)
     settings = settings or TellerSettings()
     torch.set_num_threads(1)
-    generator = MotionGenerator(settings.model_dir, seed=settings.seed, top_k=settings.top_k,
-                                temperature_mouth=settings.temperature_mouth, temperature_head=settings.temperature_head)
+    generator = MotionGenerator.from_settings(settings)
     motion = generator.generate(pcm, sr)  # resampled to 16 kHz inside
     if motion_out is not None:
         motion.save(motion_out)

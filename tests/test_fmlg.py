@@ -189,6 +189,36 @@ def test_lip_mean_changes_only_the_lips(tiny_checkpoint):
     assert np.abs(mean[:, :MOUTH_DIM] - sampled[:, :MOUTH_DIM]).max() > 1e-4
 
 
+@pytest.mark.parametrize("streams", [1, 2])
+def test_depth_sampler_batch_rows_are_independent(streams):
+    """A batch of P rows (the generator's lip particles) gives each row what sampling it alone gives."""
+    torch.manual_seed(20 + streams)
+    cfg = GeneratorConfig(d_model=32, tokens_per_frame=6, mouth_tokens=3, codebook_size=40, depth_streams=streams)
+    sampler = MotionTokenGenerator(cfg).depth.eval().sampler([0.3] * 3 + [1.0] * 3, 7)
+    h, uniform, codebooks = torch.randn(3, 32), torch.rand(3, 6, 7), torch.randn(3, 40, 5)
+    with torch.no_grad():
+        tokens, mean = sampler(h, uniform, codebooks)
+        assert tokens.shape == (3, 6) and mean.shape == (3, 5)
+        for p in range(3):
+            t, m = sampler(h[p], uniform[p], codebooks)
+            assert torch.equal(tokens[p], t)
+            torch.testing.assert_close(mean[p], m, rtol=1e-5, atol=1e-6)
+
+
+def test_lip_particles_share_the_first_chain_and_average_the_lips(tiny_checkpoint):
+    """Particle 0 is the single-chain generator: head pose, eyes and brows are unchanged by more particles;
+    the lips (the particles' mean) change; fewer than one particle is refused."""
+    from teller_agent.fmlg.tokenizer import MOUTH_DIM, motion_to_features
+
+    pcm = _speech(1.0, 16000, seed=5)
+    one = motion_to_features(MotionGenerator(tiny_checkpoint, seed=3, lip_particles=1).generate(pcm, 16000))
+    many = motion_to_features(MotionGenerator(tiny_checkpoint, seed=3, lip_particles=3).generate(pcm, 16000))
+    np.testing.assert_allclose(many[:, MOUTH_DIM:], one[:, MOUTH_DIM:], atol=1e-5)
+    assert np.abs(many[:, :MOUTH_DIM] - one[:, :MOUTH_DIM]).max() > 1e-4
+    with pytest.raises(ValueError, match="lip_particles"):
+        MotionGenerator(tiny_checkpoint, lip_particles=0)
+
+
 def test_old_configs_keep_one_depth_chain_and_unaligned_mel_frames():
     d = GeneratorConfig().to_dict()
     del d["depth_streams"], d["mel_lead"]
@@ -253,3 +283,10 @@ def test_qwen2_stepper_matches_qwen2model_with_its_cache():
             assert stepper.cached <= 6
         stepper.reset()
         torch.testing.assert_close(stepper(xs[0]), whole[0], atol=1e-5, rtol=1e-4)
+        # A batch of B rows steps B independent sequences (the generator's lip particles).
+        stepper.reset()
+        batch = torch.randn(3, 20, 32)
+        outs = torch.stack([stepper(batch[:, t]) for t in range(20)], 1)
+        for i in range(3):
+            want = backbone(inputs_embeds=batch[i : i + 1], use_cache=False).last_hidden_state[0]
+            torch.testing.assert_close(outs[i], want, atol=1e-5, rtol=1e-4)

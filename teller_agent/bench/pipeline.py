@@ -129,7 +129,7 @@ def _setup(size: int, model_dir, image, threads: int, grid: int | None = None):
     torch.set_num_threads(1)
     set_render_threads(threads)
     settings = TellerSettings(frame_size=size, **({"render_grid": grid} if grid else {}))
-    generator = MotionGenerator(model_dir if model_dir is not None else settings.model_dir, seed=settings.seed)
+    generator = MotionGenerator.from_settings(settings, model_dir)
     renderer = WarpRenderer(prepare_avatar(image, settings), grid=settings.render_grid)
     return generator, renderer
 

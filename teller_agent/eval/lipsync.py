@@ -452,9 +452,7 @@ def evaluate_lipsync(
         (out / "sheets").mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
     start = time.perf_counter()
-    generator = MotionGenerator(model, seed=seed, top_k=settings.top_k,
-                                temperature_mouth=settings.temperature_mouth,
-                                temperature_head=settings.temperature_head)
+    generator = MotionGenerator.from_settings(settings, model, seed=seed)
     renderer = None
     if sheets:
         from ..face import prepare_avatar

@@ -22,6 +22,17 @@ the 15 ms tail of the last mel window) have arrived. Per frame:
    0.306 -> 0.364, mean of seeds 0-2). It needs no extra look-ahead and is computed
    per frame like the rest; the sampled tokens (fed back, and used for the head)
    are unchanged.
+5. **Lip particles.** That expectation is still conditioned on one sampled token
+   history. ``lip_particles`` = P chains are sampled side by side from the same
+   audio (a batch of P in the transformer, each with its own KV cache and fed its
+   own tokens back) and the lips are decoded from the mean of their P expected
+   mouth latents: a Monte Carlo estimate of the lips' conditional mean given the
+   audio alone. The head pose, blinks and brows come from the first chain, so
+   they stay a single, lively sample. Shipped checkpoint, held-out mouth-opening r
+   (mean of seeds 0-2): 0.364 with P = 1, 0.382 with 3, 0.394 with 4 (the
+   default), 0.397 with 6; each chain adds about 0.3 ms per frame on one core.
+   Particle 0 draws the same random numbers whatever P is, so P = 1 is exactly
+   the single-chain generator.
 
 Random draws are seeded per frame from ``(seed, frame index)``, and every
 stage runs one frame at a time, so feeding a clip in 10 ms chunks or in one
@@ -56,6 +67,9 @@ class MotionGenerator:
         lip_mean: decode the lips from the expected mouth codes (see the module docstring) instead of
             the sampled ones (False: the sampled codes, as before).
         lip_mean_temperature: softmax temperature of the top-k logits for that expectation.
+        lip_particles: P >= 1 token chains sampled side by side, each with its own KV cache; the lips
+            are decoded from the mean of their mouth latents and the head from the first chain (see the
+            module docstring). 1 = a single chain.
 
     Raises:
         CheckpointError: the checkpoint is missing or corrupt.
@@ -70,6 +84,7 @@ class MotionGenerator:
         temperature_head: float = 1.0,
         lip_mean: bool = True,
         lip_mean_temperature: float = 1.0,
+        lip_particles: int = 4,
     ):
         ck = checkpoint if isinstance(checkpoint, FMLGCheckpoint) else load_checkpoint(checkpoint)
         self.tokenizer = ck.tokenizer
@@ -83,10 +98,28 @@ class MotionGenerator:
         )
         self._depth = self.model.depth.sampler(self._temps, top_k)
         self.lip_mean, self.lip_mean_temperature = lip_mean, lip_mean_temperature
+        if lip_particles < 1:
+            raise ValueError(f"lip_particles must be >= 1, got {lip_particles}")
+        self.lip_particles = int(lip_particles)
         self._mouth_q: torch.Tensor | None = None
         self._mouth_codebooks = self.tokenizer.mouth.rvq.codebooks.detach()  # (levels, V, C)
         self._backbone = Qwen2Stepper(self.model.backbone)
         self.reset()
+
+    @classmethod
+    def from_settings(cls, settings, checkpoint: FMLGCheckpoint | str | Path | None = None,
+                      seed: int | None = None) -> MotionGenerator:
+        """The generator configured by :class:`~teller_agent.config.TellerSettings` (``model_dir``,
+        ``seed``, ``top_k``, ``temperature_mouth``, ``temperature_head``, ``lip_particles``); ``checkpoint``
+        and ``seed`` override the settings' ones.
+
+        Raises:
+            CheckpointError: the checkpoint is missing or corrupt.
+        """
+        return cls(checkpoint if checkpoint is not None else settings.model_dir,
+                   seed=settings.seed if seed is None else seed, top_k=settings.top_k,
+                   temperature_mouth=settings.temperature_mouth, temperature_head=settings.temperature_head,
+                   lip_particles=settings.lip_particles)
 
     # -- public API -------------------------------------------------------------
 
@@ -181,18 +214,24 @@ class MotionGenerator:
 
     def _sample_tokens(self, audio_emb: torch.Tensor) -> torch.Tensor:
         model = self.model
-        x = model.frame_inputs(audio_emb[None, None], None if self._prev is None else self._prev[None, None])
-        h = self._backbone(x[0, 0])  # Qwen2Model's last hidden state for this position (sliding-window KV)
-        # Gumbel-max over the top-k logits = sampling from their softmax; one seeded draw per frame.
+        p = self.lip_particles
+        emb = audio_emb.expand(p, 1, -1)  # every particle hears the same audio
+        x = model.frame_inputs(emb, None if self._prev is None else self._prev[:, None])
+        h = self._backbone(x[:, 0])  # (P, D): Qwen2Model's last hidden state per particle (sliding-window KV)
+        # Gumbel-max over the top-k logits = sampling from their softmax; one seeded draw per frame
+        # (particle 0 gets the same draws whatever the number of particles).
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self._frame)
-        uniform = torch.rand(model.cfg.tokens_per_frame, self.top_k, generator=gen)
+        uniform = torch.rand(p, model.cfg.tokens_per_frame, self.top_k, generator=gen)
         if self.lip_mean:
-            tokens, self._mouth_q = self._depth(h, uniform, self._mouth_codebooks, self.lip_mean_temperature)
+            tokens, q = self._depth(h, uniform, self._mouth_codebooks, self.lip_mean_temperature)
         else:
             tokens = self._depth(h, uniform)
+            n = self.tokenizer.cfg.levels
+            q = self._mouth_codebooks[torch.arange(n), tokens[:, :n]].sum(1)  # (P, C) sampled mouth latents
+        self._mouth_q = q.mean(0)
         self._prev = tokens
         self._frame += 1
-        return self._prev
+        return tokens[0]
 
     def _decode(self, tokens: torch.Tensor) -> torch.Tensor:
         """(K,) tokens of one frame -> (1, FEATURE_DIM) features."""
@@ -202,8 +241,8 @@ class MotionGenerator:
         for name, codec, codes in (("mouth", tok.mouth, tokens[:n]), ("head", tok.head, tokens[n:])):
             # Sum of the chosen code of every RVQ level (ResidualVQ.get_output_from_indices without
             # its per-call einx overhead; the RVQ here has no output projection).
-            if name == "mouth" and self.lip_mean:
-                q = self._mouth_q[None, None]  # the expected mouth code (see the module docstring)
+            if name == "mouth":
+                q = self._mouth_q[None, None]  # mean mouth latent of the particles (see the module docstring)
             else:
                 q = codec.rvq.codebooks[torch.arange(n), codes].sum(0)[None, None]
             y, self._dec_state[name] = codec.decoder.step(q, self._dec_state[name])

@@ -136,9 +136,7 @@ class AvatarEngine:
         settings = settings or TellerSettings()
         set_render_threads(settings.render_threads)
         avatar = prepare_avatar(image if image is not None else settings.avatar_image, settings)
-        generator = MotionGenerator(settings.model_dir, seed=settings.seed, top_k=settings.top_k,
-                                    temperature_mouth=settings.temperature_mouth,
-                                    temperature_head=settings.temperature_head)
+        generator = MotionGenerator.from_settings(settings)
         kwargs.setdefault("seed", settings.seed)
         kwargs.setdefault("render_grid", settings.render_grid)
         engine = cls(avatar, generator, **kwargs)

@@ -119,9 +119,7 @@ async def _entrypoint(ctx: JobContext) -> None:
         set_render_threads(settings.render_threads)
         avatar = prepare_avatar(settings.avatar_image, settings)
         ck = ctx.proc.userdata.get("checkpoint")
-        generator = MotionGenerator(ck if ck is not None else settings.model_dir, seed=settings.seed,
-                                    top_k=settings.top_k, temperature_mouth=settings.temperature_mouth,
-                                    temperature_head=settings.temperature_head)
+        generator = MotionGenerator.from_settings(settings, ck)
         engine = AvatarEngine(avatar, generator, sample_rate=sample_rate, seed=settings.seed,
                               vad=bool(meta.get("vad", True)), stamp_frames=bool(meta.get("stamp_frames", False)),
                               render_grid=settings.render_grid)
