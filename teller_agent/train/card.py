@@ -134,8 +134,8 @@ def write_model_card(checkpoint: str | Path, dataset: str | Path, commands: list
           "opening; the synthetic (eSpeak NG viseme) clips open the lips wider than the real ones on average."]
          if _headline(info) < 0.5 else []) + [
     ] + (["- One sampled take is a noisy estimate of lip sync (r varies noticeably between sampling seeds); the "
-          "figures above average several seeds. There is no separate validation split: the lip temperatures above "
-          "are compared on the same held-out clips."] if info.get("heldout_eval_seeds") else []) + [
+          "figures above average several seeds. There is no separate validation split: the lip temperatures and "
+          "particle counts above are compared on the same held-out clips."] if info.get("heldout_eval_seeds") else []) + [
         "- The `face68` space drives the CPU warp renderer; a LivePortrait renderer would need a `liveportrait21` checkpoint.",
         "",
     ]
@@ -203,6 +203,9 @@ def _real_augment(info: dict) -> str:
 def _seeds(info: dict) -> str:
     seeds = info.get("heldout_eval_seeds")
     text = f", mean over sampling seeds {', '.join(map(str, seeds))}" if seeds else ""
+    if info.get("heldout_eval_lip_particles"):
+        n = info["heldout_eval_lip_particles"]
+        text += f", {n} lip particle{'s' if n != 1 else ''}"
     return text + (f", {info['heldout_eval_weights']}" if info.get("heldout_eval_weights") else "")
 
 
@@ -230,10 +233,18 @@ def _by_temperature(info: dict) -> list[str]:
 def _lip_decoding(info: dict) -> list[str]:
     if info.get("heldout_mouth_r_sampled_lips") is None:
         return []
-    return [f"The lips are decoded from the expected code of each mouth RVQ level under the top-k distribution "
-            f"(`MotionGenerator(lip_mean=True)`, the default); decoding the sampled mouth codes instead gives "
-            f"r = {info['heldout_mouth_r_sampled_lips']:.3f} (same seeds, lip temperature "
-            f"{info.get('heldout_eval_temperature_mouth')}).", ""]
+    lines = [f"The lips are decoded from the expected code of each mouth RVQ level under the top-k distribution "
+             f"(`MotionGenerator(lip_mean=True)`, the default); decoding the sampled mouth codes instead gives "
+             f"r = {info['heldout_mouth_r_sampled_lips']:.3f} (same seeds, lip temperature "
+             f"{info.get('heldout_eval_temperature_mouth')}).", ""]
+    by_particles = info.get("heldout_mouth_r_by_particles") or {}
+    if len(by_particles) > 1:
+        default = str(info.get("heldout_eval_lip_particles"))
+        lines += ["Lip particles (`TELLER_LIP_PARTICLES`): token chains sampled side by side from the same audio; "
+                  "the lips follow the mean of their expected mouth latents, the head the first chain:", "",
+                  "| lip particles | held-out r |", "|---|---|"]
+        lines += [f"| {p}{' (default)' if p == default else ''} | {r:.3f} |" for p, r in by_particles.items()] + [""]
+    return lines
 
 
 def _clip_note(info: dict) -> str:

@@ -61,17 +61,27 @@ def default_eval_temperatures() -> tuple[float, ...]:
     return (default,) if default == 0.5 else (default, 0.5)
 
 
+def default_lip_particles() -> int:
+    """``TellerSettings``' default number of lip particles (what ships)."""
+    from ..config import TellerSettings
+
+    return TellerSettings.model_fields["lip_particles"].default
+
+
 def evaluate_checkpoint(checkpoint, clips: list[Clip], temperatures: tuple[float, ...] | None = None,
-                        seeds: tuple[int, ...] = (0, 1, 2), whisper_dir=None) -> dict:
+                        seeds: tuple[int, ...] = (0, 1, 2), whisper_dir=None, particles: int | None = None) -> dict:
     """Held-out lip sync of a *saved* checkpoint folder (its float16 weights, as shipped), recorded in its
     ``config.json``: :func:`mouth_sync` averaged over ``seeds`` at each lip temperature in ``temperatures``
-    (default :func:`default_eval_temperatures`).
+    (default :func:`default_eval_temperatures`), with ``particles`` lip particles (default
+    :func:`default_lip_particles`).
 
     Returns (and merges into the checkpoint's ``info``): ``heldout_mouth_r`` / ``heldout_loudness_r`` /
     ``heldout_clips`` at ``temperatures[0]``, ``heldout_mouth_r_by_temperature`` ``{str(t): r}``,
-    ``heldout_eval_seeds``, ``heldout_eval_temperature_mouth``, ``heldout_eval_lip_decoding`` (the lips are
-    decoded from the expected mouth codes, :class:`MotionGenerator`'s default) and
-    ``heldout_mouth_r_sampled_lips`` (the same at ``temperatures[0]`` with the sampled codes decoded instead).
+    ``heldout_eval_seeds``, ``heldout_eval_temperature_mouth``, ``heldout_eval_lip_particles``,
+    ``heldout_mouth_r_by_particles`` ``{"1": r, str(particles): r}`` at ``temperatures[0]``,
+    ``heldout_eval_lip_decoding`` (the lips are decoded from the expected mouth codes,
+    :class:`MotionGenerator`'s default) and ``heldout_mouth_r_sampled_lips`` (the same at ``temperatures[0]``
+    with the sampled codes decoded instead).
 
     Raises:
         CheckpointError: the folder does not hold a loadable checkpoint.
@@ -79,17 +89,28 @@ def evaluate_checkpoint(checkpoint, clips: list[Clip], temperatures: tuple[float
     from ..fmlg.checkpoint import load_checkpoint, save_checkpoint
 
     temperatures = tuple(temperatures or default_eval_temperatures())
+    particles = particles or default_lip_particles()
     ck = load_checkpoint(checkpoint, whisper_dir=whisper_dir)
-    by_temp = {t: mouth_sync(MotionGenerator(ck, temperature_mouth=t), clips, seeds=seeds) for t in temperatures}
+
+    def sync(temperature: float, lip_particles: int = particles, lip_mean: bool = True) -> dict:
+        gen = MotionGenerator(ck, temperature_mouth=temperature, lip_mean=lip_mean, lip_particles=lip_particles)
+        return mouth_sync(gen, clips, seeds=seeds)
+
+    by_temp = {t: sync(t) for t in temperatures}
     first = by_temp[temperatures[0]]
-    sampled = mouth_sync(MotionGenerator(ck, temperature_mouth=temperatures[0], lip_mean=False), clips, seeds=seeds)
+    by_particles = {particles: first["r"]}
+    if particles != 1:
+        by_particles[1] = sync(temperatures[0], lip_particles=1)["r"]
+    sampled = sync(temperatures[0], lip_mean=False)
     result = {
         "heldout_mouth_r": first["r"],
         "heldout_loudness_r": first["loudness_r"],
         "heldout_clips": {k: [round(v[0], 3), round(v[1], 3)] for k, v in first["clips"].items()},
         "heldout_mouth_r_by_temperature": {str(t): round(v["r"], 4) for t, v in by_temp.items()},
+        "heldout_mouth_r_by_particles": {str(p): round(by_particles[p], 4) for p in sorted(by_particles)},
         "heldout_eval_seeds": list(seeds),
         "heldout_eval_temperature_mouth": temperatures[0],
+        "heldout_eval_lip_particles": particles,
         "heldout_eval_weights": "saved float16 checkpoint",
         "heldout_eval_lip_decoding": "expected mouth codes",
         "heldout_mouth_r_sampled_lips": round(sampled["r"], 4),
