@@ -125,7 +125,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                                   command=_command_line(), lr=args.lr, batch=args.batch,
                                   real_fraction=args.real_fraction, aux_mouth=args.aux_mouth, threads=args.threads,
                                   eval_every=args.eval_every, config=cfg, whisper_dir=whisper_dir,
-                                  real_augment=args.real_augment)
+                                  real_augment=args.real_augment, aux_phones=args.aux_phones)
         print(f"held-out mouth-opening r = {metrics['heldout_mouth_r']:.3f} "
               f"(loudness baseline {metrics['heldout_loudness_r']:.3f})")
         print(f"wrote {write_model_card(args.out, args.dataset)}")
@@ -415,6 +415,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="K augmented copies of each real training clip's audio (pitch, noise, band limit, reverb, "
                    "gain; timing kept), one of them or the clean audio drawn per window (default 0 = off; K = 4 lowered "
                    "held-out lip sync in the one run tried)")
+    g.add_argument("--aux-phones", type=float, default=0.0, metavar="W",
+                   help="weight of an auxiliary phone classification loss on the audio embedding, against PocketSphinx "
+                   "phone labels of the real training clips (pretrained en-US model from the pocketsphinx wheel; "
+                   "decoded once, cached in the dataset folder; default 0 = off)")
     g.add_argument("--eval-every", type=int, default=1000, help="steps between held-out evaluations (default 1000)")
     g.add_argument("--audio-encoder", choices=["conv", "whisper"], default="conv",
                    help="conv: small causal conv encoder trained with the generator (default); whisper: a frozen "

@@ -70,7 +70,7 @@ def test_batch_draws_every_variant_at_the_same_window():
     seen = set()
     rng = np.random.default_rng(0)
     for _ in range(10):
-        mel, tokens, first, _ = _batch([it], 20, 8, context=0, lookahead=1, rng=rng)
+        mel, tokens, first, _, _ = _batch([it], 20, 8, context=0, lookahead=1, rng=rng)
         assert mel.shape == (8, 4 * 21, 80)
         for b in range(8):
             values = np.unique(mel[b].numpy())
@@ -92,3 +92,20 @@ def test_batch_without_variants_draws_as_before():
     for _ in range(4):
         expected.integers(0, FRAMES - 20 + 1)  # window starts only
     assert r1.random() == expected.random()
+
+
+def test_batch_phones_follow_the_window_and_default_to_ignored():
+    """Phone labels come from the same frames as the window's target tokens; clips without labels give -1
+    (ignored by the loss)."""
+    clip = _clip()
+    tokens = np.arange(FRAMES * 4).reshape(FRAMES, 4) % 32
+    it = _TokenizedClip(clip, tokens.astype(np.int64), 1, np.zeros((FRAMES, MOUTH_DIM), np.float32),
+                        phones=np.arange(FRAMES, dtype=np.int64))
+    _, tok, _, _, phones = _batch([it], 20, 6, 0, 1, np.random.default_rng(1))
+    assert phones.shape == (6, 20)
+    for b in range(6):
+        frames = phones[b].numpy()
+        assert np.array_equal(np.diff(frames), np.ones(19))
+        assert np.array_equal(tok[b, 1:, 0].numpy(), (4 * frames) % 32)
+    _, _, _, _, none = _batch([_tokenized(clip)], 20, 3, 0, 1, np.random.default_rng(1))
+    assert (none.numpy() == -1).all()

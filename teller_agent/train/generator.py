@@ -14,6 +14,7 @@ from tqdm import tqdm
 from ..audio.encoder import clip_mel
 from ..audio.features import SAMPLE_RATE
 from ..data.augment import AugmentConfig, augment
+from ..data.phones import PHONES, dataset_phones
 from ..fmlg.checkpoint import FMLGCheckpoint, load_checkpoint, save_checkpoint
 from ..fmlg.generator import MotionGenerator
 from ..fmlg.model import GeneratorConfig, MotionTokenGenerator
@@ -54,17 +55,19 @@ class _TokenizedClip:
     augmented variants of it (same length) that :func:`_batch` picks from at random."""
 
     def __init__(self, clip: Clip, tokens: np.ndarray, lookahead: int, mouth: np.ndarray,
-                 variants: list[np.ndarray] = (), lead: int = 0):
+                 variants: list[np.ndarray] = (), lead: int = 0, phones: np.ndarray | None = None):
         self.clip = clip
         self.tokens = tokens  # (T, K) int64
         self.mel = clip.mel(lookahead, lead)  # (4 (T + L), 80), the un-augmented audio
         self.mels = [self.mel] + [clip_mel(v, clip.num_frames, lookahead, lead) for v in variants]
         self.mouth = mouth  # (T, MOUTH_DIM) float32 normalised mouth features (auxiliary regression target)
+        # (T,) int64 phone labels (auxiliary classification target), -1 = none
+        self.phones = phones if phones is not None else np.full(len(tokens), -1, np.int64)
 
 
 def _batch(items: list[_TokenizedClip], length: int, batch: int, context: int, lookahead: int,
            rng: np.random.Generator, real_fraction: float = 0.5
-           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     picks = sample_clips([it.tokens.shape[0] for it in items], [it.clip.kind for it in items], batch, rng,
                          real_fraction)
     s_len = min(length, min(items[i].tokens.shape[0] for i in picks))
@@ -72,6 +75,7 @@ def _batch(items: list[_TokenizedClip], length: int, batch: int, context: int, l
     mel = np.full((batch, 4 * (context + s_len + lookahead), 80), _SILENCE_MEL, np.float32)
     tokens = np.zeros((batch, s_len + 1, k), np.int64)
     mouth = np.zeros((batch, s_len, MOUTH_DIM), np.float32)
+    phones = np.full((batch, s_len), -1, np.int64)
     first = np.zeros(batch, bool)
     for b, i in enumerate(picks):
         it = items[i]
@@ -84,10 +88,12 @@ def _batch(items: list[_TokenizedClip], length: int, batch: int, context: int, l
         mel[b, mel.shape[1] - len(seg) :] = seg
         tokens[b, 1:] = it.tokens[s : s + s_len]
         mouth[b] = it.mouth[s : s + s_len]
+        phones[b] = it.phones[s : s + s_len]
         if s > 0:
             tokens[b, 0] = it.tokens[s - 1]
         first[b] = s == 0
-    return torch.from_numpy(mel), torch.from_numpy(tokens), torch.from_numpy(first), torch.from_numpy(mouth)
+    return (torch.from_numpy(mel), torch.from_numpy(tokens), torch.from_numpy(first), torch.from_numpy(mouth),
+            torch.from_numpy(phones))
 
 
 def _audio_mouth_r(model: MotionTokenGenerator, head: torch.nn.Module, tokenizer, clips: list[_TokenizedClip]) -> float:
@@ -122,6 +128,7 @@ def train_generator(
     eval_temperatures: tuple[float, ...] | None = None,
     whisper_dir: str | Path | None = None,
     real_augment: int = 0,
+    aux_phones: float = 0.0,
 ) -> dict:
     """Train the generator on the tokens of the tokenizer stored in ``checkpoint``; writes
     ``generator.safetensors``, updates ``config.json`` and draws ``generator_loss.png`` there.
@@ -144,7 +151,12 @@ def train_generator(
     then uses its clean audio or one of the K copies, uniformly at random. The synthetic clips (already
     augmented when the dataset was built) and the held-out clips keep their own audio. Off by default:
     in the one run tried (the shipped recipe, seed 0, K = 4) held-out r fell to 0.234 (3 seeds) from the
-    shipped checkpoint's 0.364, while the audio-only regression head rose slightly (0.390 vs 0.380)."""
+    shipped checkpoint's 0.364, while the audio-only regression head rose slightly (0.390 vs 0.380).
+
+    ``aux_phones`` > 0 adds that weight times the cross-entropy of a training-only linear phone
+    classifier on the audio embedding, against PocketSphinx phone labels of the real training clips
+    (:mod:`teller_agent.data.phones`, cached in the dataset folder; the synthetic clips' augmented
+    eSpeak audio decodes mostly as silence, so they carry no phone target)."""
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -163,22 +175,28 @@ def train_generator(
         whisper = load_whisper_encoder(whisper_dir)
     model = MotionTokenGenerator(cfg, whisper)
 
-    def tokenize(clips, real_augment: int = 0):
+    def tokenize(clips, real_augment: int = 0, phones: dict | None = None):
         out = []
         for c in clips:
             x = torch.from_numpy(c.features)[None]
             mouth = tokenizer.normalize(x)[0, :, :MOUTH_DIM].numpy()
             variants = real_audio_variants(c, real_augment, seed) if c.kind == "real" and real_augment > 0 else []
-            out.append(_TokenizedClip(c, tokenizer.encode(x)[0].numpy(), cfg.lookahead, mouth, variants, cfg.mel_lead))
+            out.append(_TokenizedClip(c, tokenizer.encode(x)[0].numpy(), cfg.lookahead, mouth, variants, cfg.mel_lead,
+                                      (phones or {}).get(c.id)))
         return out
 
-    train = tokenize(load_clips(dataset, split="train"), real_augment)
+    train_clips = load_clips(dataset, split="train")
+    phones = None
+    if aux_phones > 0:
+        phones = dataset_phones(dataset, [c for c in train_clips if c.kind == "real"], progress=progress)
+    train = tokenize(train_clips, real_augment, phones)
     heldout_clips = load_clips(dataset, split="heldout", kinds=("real",))
     heldout = tokenize(heldout_clips)
     context = model.audio.receptive_field
     aux_h = torch.nn.Linear(cfg.d_model, MOUTH_DIM)  # training-only regression heads (not saved)
     aux_a = torch.nn.Linear(cfg.d_model, MOUTH_DIM)
-    params = list(model.parameters()) + list(aux_h.parameters()) + list(aux_a.parameters())
+    aux_p = torch.nn.Linear(cfg.d_model, len(PHONES)) if aux_phones > 0 else torch.nn.Identity()
+    params = [*model.parameters(), *aux_h.parameters(), *aux_a.parameters(), *aux_p.parameters()]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
     level_weight = torch.ones(cfg.tokens_per_frame)
@@ -186,6 +204,8 @@ def train_generator(
     history: dict[str, tuple[list[int], list[float]]] = {"train cross-entropy": ([], []), "held-out cross-entropy": ([], [])}
     if aux_mouth > 0:
         history["train mouth regression (MSE)"] = ([], [])
+    if aux_phones > 0:
+        history["train phone classification (cross-entropy)"] = ([], [])
     sync_history: dict[str, tuple[list[int], list[float]]] = {"held-out mouth r": ([], [])}
     if aux_mouth > 0:
         sync_history["held-out mouth r, audio-only regression head"] = ([], [])
@@ -194,7 +214,7 @@ def train_generator(
     last_eval: dict = {}
     for step in bar:
         model.train()
-        mel, tokens, first, mouth = _batch(train, length, batch, context, cfg.lookahead, rng, real_fraction)
+        mel, tokens, first, mouth, phone = _batch(train, length, batch, context, cfg.lookahead, rng, real_fraction)
         logits, h, audio_emb = model(mel, tokens, first, return_hidden=True)
         ce = F.cross_entropy(logits.reshape(-1, cfg.codebook_size), tokens[:, 1:].reshape(-1),
                              reduction="none", label_smoothing=0.05).view(tokens.shape[0], -1, cfg.tokens_per_frame)
@@ -205,6 +225,11 @@ def train_generator(
             loss = loss + aux_mouth * reg
             history["train mouth regression (MSE)"][0].append(step)
             history["train mouth regression (MSE)"][1].append(reg.item())
+        if aux_phones > 0 and (phone >= 0).any():
+            pce = F.cross_entropy(aux_p(audio_emb).reshape(-1, len(PHONES)), phone.reshape(-1), ignore_index=-1)
+            loss = loss + aux_phones * pce
+            history["train phone classification (cross-entropy)"][0].append(step)
+            history["train phone classification (cross-entropy)"][1].append(pce.item())
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -217,7 +242,7 @@ def train_generator(
         if heldout and (step % eval_every == 0 or step == steps):
             model.eval()
             with torch.no_grad():
-                mel, tokens, first, _ = _batch(heldout, length, 32, context, cfg.lookahead, np.random.default_rng(0))
+                mel, tokens, first, _, _ = _batch(heldout, length, 32, context, cfg.lookahead, np.random.default_rng(0))
                 logits = model(mel, tokens, first)
                 val = F.cross_entropy(logits.reshape(-1, cfg.codebook_size), tokens[:, 1:].reshape(-1)).item()
             history["held-out cross-entropy"][0].append(step)
@@ -241,6 +266,7 @@ def train_generator(
         "generator_real_fraction": real_fraction,
         "generator_aux_mouth": aux_mouth,
         "generator_real_augment": real_augment,
+        "generator_aux_phones": aux_phones,
         "generator_parameters": sum(p.numel() for p in model.parameters()),
         "generator_command": command,
     }
