@@ -226,25 +226,28 @@ class MotionGenerator:
             tokens, q = self._depth(h, uniform, self._mouth_codebooks, self.lip_mean_temperature)
         else:
             tokens = self._depth(h, uniform)
-            n = self.tokenizer.cfg.levels
-            q = self._mouth_codebooks[torch.arange(n), tokens[:, :n]].sum(1)  # (P, C) sampled mouth latents
+            q = _code_sum(self._mouth_codebooks, tokens[:, : self.tokenizer.cfg.levels])  # (P, C) sampled mouth latents
         self._mouth_q = q.mean(0)
         self._prev = tokens
         self._frame += 1
         return tokens[0]
 
     def _decode(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(K,) tokens of one frame -> (1, FEATURE_DIM) features."""
+        """(K,) tokens of one frame -> (1, FEATURE_DIM) features: the mouth from the particles' mean mouth
+        latent (see the module docstring), the head from ``tokens``' head codes."""
         tok = self.tokenizer
-        n = tok.cfg.levels
+        head_q = _code_sum(tok.head.rvq.codebooks, tokens[tok.cfg.levels :])
         out = []
-        for name, codec, codes in (("mouth", tok.mouth, tokens[:n]), ("head", tok.head, tokens[n:])):
-            # Sum of the chosen code of every RVQ level (ResidualVQ.get_output_from_indices without
-            # its per-call einx overhead; the RVQ here has no output projection).
-            if name == "mouth":
-                q = self._mouth_q[None, None]  # mean mouth latent of the particles (see the module docstring)
-            else:
-                q = codec.rvq.codebooks[torch.arange(n), codes].sum(0)[None, None]
-            y, self._dec_state[name] = codec.decoder.step(q, self._dec_state[name])
+        for name, codec, q in (("mouth", tok.mouth, self._mouth_q), ("head", tok.head, head_q)):
+            y, self._dec_state[name] = codec.decoder.step(q[None, None], self._dec_state[name])
             out.append(y[0])
         return torch.cat(out, -1) * tok.std + tok.mean
+
+
+def _code_sum(codebooks: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """Quantised latent of RVQ codes: the sum over levels of each level's chosen code vector.
+
+    ``codebooks`` (L, V, C) and ``codes`` (..., L) int64 -> (..., C). The same as
+    ``ResidualVQ.get_output_from_indices`` without its per-call einx overhead (the RVQ here has no
+    output projection)."""
+    return codebooks[torch.arange(codes.shape[-1]), codes].sum(-2)
