@@ -73,7 +73,8 @@ class TellerSettings(BaseSettings):
         "upsampled to the frame size. Higher is sharper and slower.",
     )
     render_threads: int = Field(
-        default=1, ge=0, description="OpenCV threads for rendering (0: OpenCV's default)."
+        default=1, ge=0, description="OpenCV and numpy BLAS threads for rendering (process-wide; 0: the "
+        "libraries' defaults, whose idle BLAS threads busy-wait)."
     )
     seed: int = Field(default=0, description="Seed for procedural motion and sampling.")
     model_dir: Path | None = Field(

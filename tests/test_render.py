@@ -105,3 +105,18 @@ def test_other_frame_sizes(settings):
     r = WarpRenderer(small)
     assert r.render_frame(_motion(jaw_open=0.5, yaw=5)).shape == (256, 256, 3)
     assert np.array_equal(r.render_frame(_motion()), small.image)
+
+
+def test_render_threads_also_limit_numpys_blas_pool():
+    """Idle OpenBLAS workers busy-wait: at 25 solves per second each extra one burns a core."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from teller_agent.render import set_render_threads
+
+    blas = [p for p in threadpool_info() if p["user_api"] == "blas"]
+    if not blas:
+        pytest.skip("numpy is not linked against a BLAS that threadpoolctl can control")
+    with threadpool_limits(limits=None):  # restore the process's limits afterwards
+        set_render_threads(1)
+        assert {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"} == {1}
+        assert cv2.getNumThreads() == 1

@@ -92,5 +92,20 @@ class WarpRenderer:
 
 
 def set_render_threads(threads: int) -> None:
-    """OpenCV worker threads (0 = OpenCV's default; 1 = the single-core figures we report)."""
+    """Worker threads of the libraries the renderer calls every frame: OpenCV's pool and numpy's
+    BLAS (the thin-plate spline solve). Process-wide.
+
+    ``threads`` = 0 leaves both at their defaults (OpenCV's own, numpy's BLAS untouched); 1 gives
+    the single-core figures we report. Limiting the BLAS matters on small machines: OpenBLAS
+    worker threads busy-wait for the next call, and at 25 small calls per second they never
+    sleep, so each extra thread burns a whole core (measured: one thread at 100 % of a core of
+    this 2-core VM, idle avatar included, until limited to 1).
+
+    Args:
+        threads: >= 0.
+    """
+    from threadpoolctl import threadpool_limits
+
     cv2.setNumThreads(threads if threads > 0 else -1)
+    if threads > 0:
+        threadpool_limits(limits=threads, user_api="blas")
