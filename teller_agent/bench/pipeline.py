@@ -203,7 +203,7 @@ def bench_pipeline(
         audio: a speech file, looped to length (None: synthetic speech-like audio).
         model_dir: FMLG checkpoint folder (None: the shipped one).
         image: portrait (None: the bundled default).
-        threads: OpenCV threads for rendering.
+        threads: OpenCV and numpy BLAS threads for rendering.
         rss_every: sample the current RSS every this many frames.
         progress: progress bar on stderr.
         components: ``(generator, renderer)`` to reuse (then ``size``, ``model_dir``, ``image`` and
