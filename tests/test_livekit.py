@@ -229,14 +229,14 @@ def test_avatar_worker_is_dispatched_serves_only_its_agent_and_leaves_with_it(se
                 # 2 cores of the CI machine and can starve the worker for a moment at the turn's start
                 # (see the plugin's README, "Known limits"); `teller-agent bench room --worker` measures it
                 await h.say(pcm, sr, realtime=True)
-                await asyncio.sleep(max(1.0, 11.0 - (time.perf_counter() - h.viewer.rec.video[0].t)))
+                await asyncio.sleep(max(1.0, 11.0 - (time.perf_counter() - h.viewer.first_frame_t)))
                 metrics = h.avatar.metrics()
                 await h.room.disconnect()  # the agent leaves
                 h.room = None
                 t_left = time.perf_counter()
                 gone = None
                 while time.perf_counter() - t_left < 15:
-                    if h.avatar.avatar_identity not in h.viewer.room.remote_participants:
+                    if h.avatar.avatar_identity not in await h.viewer.participants():
                         gone = time.perf_counter() - t_left
                         break
                     await asyncio.sleep(0.2)

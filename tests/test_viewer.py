@@ -54,3 +54,28 @@ def test_continuous_audio_has_no_gaps_and_unrelated_audio_is_not_found():
     aligned = V.align_audio(_received(sent, {}), sent, RATE)
     assert aligned is not None and abs(aligned.stretch_s) < 0.002 and len(aligned.sent_s) == 10
     assert V.align_audio(_received(_speech(2.0, seed=1), {}), sent, RATE) is None
+
+
+def test_viewer_process_that_cannot_join_raises_and_leaves_no_process():
+    import asyncio
+    import multiprocessing as mp
+    import socket
+
+    import pytest
+
+    pytest.importorskip("livekit.rtc")
+    from teller_agent.live.viewer_process import ViewerProcess
+
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    async def main():
+        viewer = ViewerProcess(f"ws://127.0.0.1:{port}", "not-a-token")
+        with pytest.raises(RuntimeError, match="could not join the room"):
+            await viewer.start()
+        return viewer
+
+    viewer = asyncio.run(main())
+    assert viewer.rec.video == [] and viewer.first_frame_t is None
+    assert not [p for p in mp.active_children() if p.name == "teller-viewer"]

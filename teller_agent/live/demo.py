@@ -184,7 +184,7 @@ async def _run(url: str, key: str, secret: str, pcm: np.ndarray, sr: int, output
     if image is not None:
         kwargs["avatar_image"] = image
     async with AgentHarness(url, key, secret, f"teller-demo-{int(time.time())}", avatar_kwargs=kwargs,
-                            keep_frames=True) as h:
+                            record_mp4=output) as h:
         await h.start_avatar()
         first = await h.wait_first_frame(timeout=60)
         await asyncio.sleep(1.0)
@@ -192,8 +192,7 @@ async def _run(url: str, key: str, secret: str, pcm: np.ndarray, sr: int, output
         await h.say(pcm, sr, text="demo sentence")
         await asyncio.sleep(1.5)
         metrics = h.avatar.metrics()
-    rec = h.viewer.rec
-    h.viewer.save_mp4(output)
+    rec = h.viewer.rec  # the viewer wrote `output` as the harness closed
     offset = p95 = None
     turns = V.speech_turns(rec)
     aligned = V.align_audio(rec, pcm, sr, after=t_say)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .viewer import RoomViewer
+from .viewer_process import ViewerProcess
 
 
 @dataclass
@@ -64,22 +64,23 @@ class AgentHarness:
         url, api_key, api_secret: the LiveKit server.
         room: room name.
         avatar_kwargs: passed to ``livekit.plugins.teller.AvatarSession``.
-        keep_frames: the viewer keeps full frames (for ``viewer.save_mp4``).
+        record_mp4: on exit, the viewer writes what it received there (``RoomViewer.save_mp4``).
 
     Attributes:
-        viewer: the :class:`~teller_agent.live.viewer.RoomViewer`.
+        viewer: the :class:`~teller_agent.live.viewer_process.ViewerProcess` (a recording viewer in
+            its own process, as a remote viewer would be; its ``rec`` is filled on exit).
         avatar, session, room: the plugin's AvatarSession, the AgentSession and the agent's rtc.Room.
         run: :class:`AgentRun` timestamps.
     """
 
     def __init__(self, url: str, api_key: str, api_secret: str, room: str = "teller-demo", *,
-                 avatar_kwargs: dict | None = None, keep_frames: bool = False, agent_identity: str = "agent"):
+                 avatar_kwargs: dict | None = None, record_mp4=None, agent_identity: str = "agent"):
         self.url, self.api_key, self.api_secret, self.room_name = url, api_key, api_secret, room
         self.avatar_kwargs = dict(avatar_kwargs or {})
-        self.keep_frames = keep_frames
+        self.record_mp4 = record_mp4
         self.agent_identity = agent_identity
         self.run = AgentRun()
-        self.viewer: RoomViewer | None = None
+        self.viewer: ViewerProcess | None = None
         self.avatar = self.session = self.room = None
 
     def token(self, identity: str, *, agent: bool = False) -> str:
@@ -94,10 +95,14 @@ class AgentHarness:
     async def __aenter__(self) -> AgentHarness:
         from livekit import rtc
 
-        self.viewer = RoomViewer(self.url, self.token("viewer"), keep_frames=self.keep_frames)
+        self.viewer = ViewerProcess(self.url, self.token("viewer"), keep_frames=self.record_mp4 is not None)
         await self.viewer.start()
-        self.room = rtc.Room()
-        await self.room.connect(self.url, self.token(self.agent_identity, agent=True))
+        try:
+            self.room = rtc.Room()
+            await self.room.connect(self.url, self.token(self.agent_identity, agent=True))
+        except BaseException:
+            await self.viewer.stop()  # leave no viewer process behind
+            raise
         return self
 
     async def start_avatar(self) -> None:
@@ -137,11 +142,16 @@ class AgentHarness:
             asyncio.TimeoutError: none within ``timeout`` seconds.
         """
         await asyncio.wait_for(self.viewer.first_frame.wait(), timeout)
-        return self.viewer.rec.video[0].t - self.run.started
+        return self.viewer.first_frame_t - self.run.started
 
     async def __aexit__(self, *exc) -> None:
-        if self.viewer is not None:
-            await self.viewer.stop()
+        try:
+            if self.viewer is not None:
+                await self.viewer.stop(self.record_mp4)
+        finally:
+            await self._close_agent()
+
+    async def _close_agent(self) -> None:
         if self.avatar is not None:
             await self.avatar.aclose()
         if self.session is not None:

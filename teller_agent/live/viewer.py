@@ -99,6 +99,11 @@ class RoomViewer:
         self.rec.started = time.perf_counter()
         await self.room.connect(self.url, self.token)
 
+    @property
+    def first_frame_t(self) -> float | None:
+        """Arrival of the first video frame, ``time.perf_counter`` seconds (None before)."""
+        return self.rec.video[0].t if self.rec.video else None
+
     async def _read_video(self, track) -> None:
         stream = self._rtc.VideoStream(track, format=self._rtc.VideoBufferType.RGB24)
         try:

@@ -15,10 +15,21 @@ Public API::
     stamp(frame, code) / read_stamp(frame) -> int | None
 """
 
-from .engine import INTERRUPT_SETTLE, AvatarEngine, AvatarFrame, mouth_opening
-from .gate import SpeechGate
-from .idle import IdleMotion
+from importlib import import_module
+
 from .stamp import SPEAKING, read_stamp, stamp
+
+#: Imported on first use (PEP 562), so that reading frame stamps (``teller_agent.live.viewer``, in
+#: its own process) does not load torch and the motion model's modules.
+_LAZY = {"INTERRUPT_SETTLE": ".engine", "AvatarEngine": ".engine", "AvatarFrame": ".engine",
+         "mouth_opening": ".engine", "SpeechGate": ".gate", "IdleMotion": ".idle"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "INTERRUPT_SETTLE",
