@@ -122,8 +122,11 @@ class AvatarEngine:
         self._new_turn()
 
     @classmethod
-    def from_settings(cls, settings: TellerSettings | None = None, image=None, **kwargs) -> AvatarEngine:
-        """Prepare the avatar photo and load the checkpoint named by ``settings``.
+    def from_settings(cls, settings: TellerSettings | None = None, image=None, checkpoint=None,
+                      **kwargs) -> AvatarEngine:
+        """Prepare the avatar photo and load the checkpoint named by ``settings`` (or use
+        ``checkpoint``, one already loaded with :func:`~teller_agent.fmlg.checkpoint.load_checkpoint`,
+        as an avatar worker does once per process), then warm the engine up.
 
         Raises:
             NoFaceError, ImageLoadError, ...: from :func:`~teller_agent.face.prepare_avatar`.
@@ -136,7 +139,7 @@ class AvatarEngine:
         settings = settings or TellerSettings()
         set_render_threads(settings.render_threads)
         avatar = prepare_avatar(image if image is not None else settings.avatar_image, settings)
-        generator = MotionGenerator.from_settings(settings)
+        generator = MotionGenerator.from_settings(settings, checkpoint)
         kwargs.setdefault("seed", settings.seed)
         kwargs.setdefault("render_grid", settings.render_grid)
         engine = cls(avatar, generator, **kwargs)

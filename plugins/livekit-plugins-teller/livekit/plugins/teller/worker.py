@@ -102,7 +102,6 @@ async def _on_request(req: JobRequest) -> None:
 
 async def _entrypoint(ctx: JobContext) -> None:
     global _active_sessions
-    from teller_agent.fmlg.generator import MotionGenerator
     from teller_agent.stream import AvatarEngine
 
     meta = json.loads(ctx.job.metadata or "{}")
@@ -113,18 +112,9 @@ async def _entrypoint(ctx: JobContext) -> None:
     sample_rate = int(meta.get("sample_rate") or DEFAULT_SAMPLE_RATE)
 
     def build() -> AvatarEngine:
-        from teller_agent.face import prepare_avatar
-        from teller_agent.render import set_render_threads
-
-        set_render_threads(settings.render_threads)
-        avatar = prepare_avatar(settings.avatar_image, settings)
-        ck = ctx.proc.userdata.get("checkpoint")
-        generator = MotionGenerator.from_settings(settings, ck)
-        engine = AvatarEngine(avatar, generator, sample_rate=sample_rate, seed=settings.seed,
-                              vad=bool(meta.get("vad", True)), stamp_frames=bool(meta.get("stamp_frames", False)),
-                              render_grid=settings.render_grid)
-        engine.warmup()
-        return engine
+        return AvatarEngine.from_settings(settings, checkpoint=ctx.proc.userdata.get("checkpoint"),
+                                          sample_rate=sample_rate, vad=bool(meta.get("vad", True)),
+                                          stamp_frames=bool(meta.get("stamp_frames", False)))
 
     # join while the engine is built: the agent side already checked the portrait for a face, and a
     # failure here (corrupt checkpoint, ...) fails the job, which leaves the room with nothing published
