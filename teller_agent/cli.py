@@ -68,7 +68,15 @@ def _cmd_render(args: argparse.Namespace) -> int:
 def _cmd_dataset(args: argparse.Namespace) -> int:
     from .data.build import build_dataset
 
-    manifest = build_dataset(args.out, real=args.real, synthetic=args.synthetic, heldout=args.heldout,
+    if args.what == "sync":
+        from .data.sync import sync_dataset
+
+        table = sync_dataset(args.out, progress=not args.quiet)
+        applied = [e for e in table.values() if e.applied]
+        print(f"measured {len(table)} clips; {len(applied)} offsets corrected "
+              f"({', '.join(f'{e.clip} {e.offset_frames:+d}' for e in applied[:8])}{', ...' if len(applied) > 8 else ''})")
+        return 0
+    manifest = build_dataset(args.out, real=args.real, synthetic=args.synthetic, speech=args.speech,
                              seed=args.seed, progress=not args.quiet, command=_command_line())
     kinds = {}
     for c in manifest["clips"]:
@@ -98,6 +106,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
         for row in metrics["tokenizer_reconstruction"]:
             print(f"levels {row['levels']}: mouth {row['mouth_fw']:.4f} face widths = {row['mouth_px']:.2f} px "
                   f"@512, head {row['head_fw']:.4f} fw = {row['head_px']:.2f} px, pose {row['pose_deg']:.2f} deg")
+    elif args.what == "student":
+        from .train.student import train_student
+
+        metrics = train_student(args.dataset, args.out, lookahead=args.lookahead if args.lookahead is not None else 1,
+                                steps=args.steps, seed=args.seed, threads=args.threads, progress=not args.quiet,
+                                command=_command_line(), whisper_dir=args.whisper_model_dir)
+        print(f"validation distillation MSE {metrics['student_validation_mse']}; readout r of the mouth opening on "
+              f"the validation speakers: student {metrics.get('validation_readout_r_student')}, "
+              f"teacher {metrics.get('validation_readout_r_teacher')}")
     else:
         from .train.generator import train_generator
 
@@ -105,29 +122,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         from .fmlg.model import GeneratorConfig
 
-        cfg = GeneratorConfig()
+        cfg = GeneratorConfig(audio_encoder=args.audio_encoder)
         if args.prev_mask_mouth is not None:
             cfg.prev_mask_mouth = args.prev_mask_mouth
         if args.prev_mask_head is not None:
             cfg.prev_mask_head = args.prev_mask_head
-        if args.lookahead is not None:
-            cfg.lookahead = args.lookahead
-        if args.mel_lead is not None:
-            cfg.mel_lead = args.mel_lead
-        if cfg.lookahead_ms > 80:
-            raise SystemExit(f"error: --lookahead {cfg.lookahead} with --mel-lead {cfg.mel_lead} sees "
-                             f"{cfg.lookahead_ms:.0f} ms of future audio, over the 80 ms bound; add --mel-lead 240")
-        cfg.audio_encoder = args.audio_encoder
-        whisper_dir = args.whisper_model_dir
-        if args.audio_encoder == "whisper" and whisper_dir is None:
-            whisper_dir = TellerSettings().whisper_model_dir
+        if args.audio_encoder == "whisper":
+            from .train.student import TEACHER_SLICES
+
+            cfg.whisper_slices = TEACHER_SLICES.to_dict()
         metrics = train_generator(args.dataset, args.out, steps=args.steps, seed=args.seed, progress=not args.quiet,
                                   command=_command_line(), lr=args.lr, batch=args.batch,
                                   real_fraction=args.real_fraction, aux_mouth=args.aux_mouth, threads=args.threads,
-                                  eval_every=args.eval_every, config=cfg, whisper_dir=whisper_dir,
-                                  real_augment=args.real_augment, aux_phones=args.aux_phones)
-        print(f"held-out mouth-opening r = {metrics['heldout_mouth_r']:.3f} "
-              f"(loudness baseline {metrics['heldout_loudness_r']:.3f})")
+                                  eval_every=args.eval_every, config=cfg, whisper_dir=args.whisper_model_dir)
+        print(f"validation mouth-opening r = {metrics['validation_mouth_r']:.3f} at lag 0 "
+              f"(loudness baseline {metrics['validation_loudness_r']:.3f})")
         print(f"wrote {write_model_card(args.out, args.dataset)}")
     print(f"wrote {args.out}")
     return 0
@@ -255,11 +264,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .eval.lipsync import default_clips_dir, evaluate_lipsync, list_clips, markdown_tables
 
     clips_dir = args.clips or default_clips_dir()
-    clips = list_clips(clips_dir, heldout=args.heldout, names=args.clip, limit=args.limit)
+    split = "heldout" if args.heldout else "validation" if args.validation else None
+    clips = list_clips(clips_dir, split=split, names=args.clip, limit=args.limit)
     settings = _settings(args)
     result = evaluate_lipsync(clips, args.out, model=args.model, seed=settings.seed, image=args.image,
                               max_seconds=args.max_seconds, sheets=not args.no_sheets, settings=settings,
-                              progress=not args.quiet, command=_command_line(args.argv))
+                              progress=not args.quiet, command=_command_line(args.argv), split=split)
     print(markdown_tables(result), end="")
     for item in result["skipped"]:
         print(f"skipped {item['name']}: {item['reason']}")
@@ -275,7 +285,11 @@ def _add_eval_parser(sub) -> None:
     ls.add_argument("--clips", type=Path, help="folder of talking clips (default ../shared/data/talking)")
     ls.add_argument("--model", type=Path, help="FMLG checkpoint folder (default TELLER_MODEL_DIR or the shipped one)")
     ls.add_argument("--out", type=Path, default=Path("out/lipsync"), help="output folder (default out/lipsync)")
-    ls.add_argument("--heldout", action="store_true", help="only the generator's held-out clips")
+    which = ls.add_mutually_exclusive_group()
+    which.add_argument("--heldout", action="store_true",
+                       help="the held-out speakers' clips (never trained on; report these, once)")
+    which.add_argument("--validation", action="store_true",
+                       help="the validation speakers' clips (never trained on; choose settings on these)")
     ls.add_argument("--clip", action="append", help="only this clip (stem); repeatable")
     ls.add_argument("--limit", type=int, help="at most N clips")
     ls.add_argument("--max-seconds", type=float, help="only the first seconds of each clip")
@@ -289,6 +303,12 @@ def _add_eval_parser(sub) -> None:
 
 def _cmd_docs(args: argparse.Namespace) -> int:
     from .docs import README, RESULTS_DIR, update_readme
+
+    if args.docs_command == "card":
+        from .train.card import write_model_card
+
+        print(f"wrote {write_model_card(args.model, args.dataset, heldout=args.heldout)}")
+        return 0
 
     readme, results = args.readme or README, args.results or RESULTS_DIR
     changed = update_readme(readme, results, check=args.check)
@@ -307,6 +327,11 @@ def _add_docs_parser(sub) -> None:
     r.add_argument("--readme", type=Path, help="README to update (default: the repository's)")
     r.add_argument("--results", type=Path, help="results folder (default: docs/results)")
     r.set_defaults(func=_cmd_docs)
+    c = subs.add_parser("card", help="rewrite a checkpoint's model card (README.md) from its recorded metrics")
+    c.add_argument("--model", type=Path, required=True, help="checkpoint folder")
+    c.add_argument("--dataset", type=Path, required=True, help="the dataset it was trained on")
+    c.add_argument("--heldout", type=Path, help="lipsync.json of `eval lipsync --heldout` on this checkpoint")
+    c.set_defaults(func=_cmd_docs)
 
 
 
@@ -376,18 +401,24 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_cmd_render)
 
-    d = sub.add_parser("dataset", help="build training data")
-    d.add_argument("what", choices=["build"])
+    d = sub.add_parser("dataset", help="build training data; measure the real clips' audio/video offsets")
+    d.add_argument("what", choices=["build", "sync"],
+                   help="build: real clips (split by speaker, teller_agent/data/speakers.tsv) + speech + synthetic "
+                   "speech -> a dataset folder; sync: measure every real clip's audio/video offset with Whisper "
+                   "features (cross-fitted by speaker), write teller_agent/data/av_offsets.tsv and the manifest")
     d.add_argument("--real", type=Path, help="folder of real talking clips (e.g. ../shared/data/talking)")
+    d.add_argument("--speech", type=Path, help="folder of speech audio without video (e.g. ../shared/data/speech): "
+                   "audio student corpus only")
     d.add_argument("--synthetic", type=int, default=0, help="number of synthetic espeak-ng clips")
-    d.add_argument("--heldout", nargs="*", help="stems of real clips held out for evaluation (default: a fixed set)")
-    d.add_argument("--out", type=Path, required=True, help="dataset folder to write")
+    d.add_argument("--out", type=Path, required=True, help="dataset folder to write (sync: to measure)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("-q", "--quiet", action="store_true")
     d.set_defaults(func=_cmd_dataset)
 
-    t = sub.add_parser("train", help="train the motion tokenizer or the generator")
-    t.add_argument("what", choices=["tokenizer", "generator"])
+    t = sub.add_parser("train", help="train the motion tokenizer, the audio student or the generator")
+    t.add_argument("what", choices=["tokenizer", "student", "generator"],
+                   help="tokenizer: RVQ motion tokens; student: the causal audio encoder distilled from Whisper "
+                   "(needs the Whisper weights); generator: the AR generator on the student's features")
     t.add_argument("--dataset", type=Path, required=True, help="dataset folder from `dataset build`")
     t.add_argument("--out", type=Path, required=True, help="checkpoint folder (the generator needs its tokenizer there)")
     t.add_argument("--steps", type=int, default=3000)
@@ -396,36 +427,25 @@ def build_parser() -> argparse.ArgumentParser:
     g = t.add_argument_group("generator only")
     g.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the one-cycle schedule (default 1e-3)")
     g.add_argument("--batch", type=int, default=12, help="windows of 4 s per step (default 12)")
-    g.add_argument("--real-fraction", type=float, default=0.5,
-                   help="share of the windows drawn from real clips (default 0.5)")
+    g.add_argument("--real-fraction", type=float, default=0.8,
+                   help="share of the windows drawn from real clips (default 0.8)")
     g.add_argument("--aux-mouth", type=float, default=1.0,
                    help="weight of the auxiliary mouth-feature regression loss (default 1; 0 = off)")
     g.add_argument("--prev-mask-mouth", type=float,
                    help="chance a previous-frame mouth token is masked in training (default: GeneratorConfig's)")
     g.add_argument("--prev-mask-head", type=float,
                    help="chance a previous-frame head token is masked in training (default: GeneratorConfig's)")
-    g.add_argument("--lookahead", type=int, choices=(0, 1, 2),
-                   help="video frames of future audio the generator sees, 40 ms each (default 1); the whole look-ahead "
-                   "(see --mel-lead) must stay <= 80 ms, and all of it adds to live audio-to-frame latency")
-    g.add_argument("--mel-lead", type=int, choices=(0, 240),
-                   help="samples of silence before each segment's audio: 240 makes mel frames end on their hop, so the "
-                   "look-ahead is exactly 40 ms x --lookahead instead of 15 ms more (default 0; 240 lowered held-out lip "
-                   "sync in the one run tried, see the model card)")
-    g.add_argument("--real-augment", type=int, default=0, metavar="K",
-                   help="K augmented copies of each real training clip's audio (pitch, noise, band limit, reverb, "
-                   "gain; timing kept), one of them or the clean audio drawn per window (default 0 = off; K = 4 lowered "
-                   "held-out lip sync in the one run tried)")
-    g.add_argument("--aux-phones", type=float, default=0.0, metavar="W",
-                   help="weight of an auxiliary phone classification loss on the audio embedding, against PocketSphinx "
-                   "phone labels of the real training clips (pretrained en-US model from the pocketsphinx wheel; "
-                   "decoded once, cached in the dataset folder; default 0 = off; W = 1 left held-out lip sync unchanged within "
-                   "the run-to-run spread in the two runs tried, see the model card)")
+    t.add_argument("--lookahead", type=int, choices=(0, 1, 2, 3, 4, 5),
+                   help="student only: video frames of future audio it sees, 40 ms each (default 1); all of it adds to "
+                   "live audio-to-frame latency")
     g.add_argument("--eval-every", type=int, default=1000, help="steps between held-out evaluations (default 1000)")
-    g.add_argument("--audio-encoder", choices=["conv", "whisper"], default="conv",
-                   help="conv: small causal conv encoder trained with the generator (default); whisper: a frozen "
-                   "pretrained Whisper encoder over 1 s windows (slow on a CPU)")
-    g.add_argument("--whisper-model-dir", type=Path,
-                   help="local Whisper model folder for --audio-encoder whisper (default TELLER_WHISPER_MODEL_DIR)")
+    g.add_argument("--audio-encoder", choices=["student", "whisper"], default="student",
+                   help="student: the features of the checkpoint's audio student (default; train it first with `train "
+                   "student`); whisper: the Whisper encoder itself on 200 ms slices (the teacher; up to 360 ms of "
+                   "look-ahead, a reference rather than a live setting)")
+    t.add_argument("--whisper-model-dir", type=Path,
+                   help="Whisper model folder for the teacher features (default TELLER_WHISPER_MODEL_DIR, else Whisper "
+                   "base from its PyPI wheels)")
     t.add_argument("-q", "--quiet", action="store_true")
     t.set_defaults(func=_cmd_train)
 

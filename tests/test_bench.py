@@ -75,15 +75,11 @@ class _FakeGenerator:
     """Stands in for MotionGenerator: one frame per 640 samples, with the internals StageClock wraps."""
 
     class _Audio:
-        def step(self, x):
+        def push(self, x):
             return x
 
-    class _Model:
-        def __init__(self):
-            self.audio = _FakeGenerator._Audio()
-
     def __init__(self):
-        self.model = self._Model()
+        self._audio = self._Audio()
         self.pending = 0
 
     def _sample_tokens(self, x):
@@ -94,7 +90,7 @@ class _FakeGenerator:
 
     def _advance(self, n):
         for _ in range(n):
-            self._decode(self._sample_tokens(self.model.audio.step(0)))
+            self._decode(self._sample_tokens(self._audio.push(0)))
         return np.zeros(n)
 
     def push_audio(self, pcm, sample_rate):
@@ -114,7 +110,7 @@ def test_stage_clock_splits_push_time_and_restores():
     assert set(per) == {"generator", "audio_features", "ar_step", "rvq_decode"}
     assert per["audio_features"] + per["ar_step"] + per["rvq_decode"] == pytest.approx(per["generator"])
     clock.restore()
-    assert "_decode" not in vars(gen) and "step" not in vars(gen.model.audio)
+    assert "_decode" not in vars(gen) and "push" not in vars(gen._audio)
 
 
 def test_stage_clock_without_the_internals_reports_the_total_only():

@@ -33,13 +33,20 @@ def _shifted(motion: MotionLatent, k: int) -> MotionLatent:
 
 def test_generated_equal_to_the_truth_scores_perfectly(clip):
     row, series = L.evaluate_clip(clip, clip.motion)
-    assert list(row["metrics"]) == list(L.METHODS) == list(series)
+    assert list(row["metrics"]) == [m for m in L.METHODS if m != "readout"] == list(series)  # no readout given
     g = row["metrics"]["generated"]
     assert g["mouth_r"] == pytest.approx(1.0) and g["lve"] == 0.0 and g["best_lag"] == 0
     assert g["mouth_velocity_pred"] == pytest.approx(g["mouth_velocity_true"]) and g["mouth_velocity_true"] > 0
     assert g["blink_rate_pred"] == g["blink_rate_true"] > 0  # procedural motion blinks
     assert row["metrics"]["real"] == g
     assert row["frames"] == 150 and row["seconds"] == 6.0
+
+
+def test_the_readout_baseline_is_scored_like_the_generator(clip):
+    row, series = L.evaluate_clip(clip, _shifted(clip.motion, 2), readout=clip.motion)
+    assert list(row["metrics"]) == list(L.METHODS) == list(series)
+    assert row["metrics"]["readout"]["mouth_r"] == pytest.approx(1.0) and row["metrics"]["readout"]["best_lag"] == 0
+    assert row["metrics"]["generated"]["best_lag"] == 2
 
 
 @pytest.mark.parametrize("k", [1, 2, -3])
@@ -79,12 +86,16 @@ def test_generated_length_decides_the_frames(clip):
 
 
 def test_tables_plot_and_sheet_indices(clip, tmp_path):
-    row, series = L.evaluate_clip(clip, _shifted(clip.motion, 1))
-    result = {"mean": {k: M.mean_summary([row["metrics"][k]]) for k in L.METHODS}, "clips": [row]}
-    md = L.markdown_tables(result)
+    row, series = L.evaluate_clip(clip, _shifted(clip.motion, 1), readout=clip.motion)
+    result = {"mean": {k: M.mean_summary([row["metrics"][k]], [row["speaker"]]) for k in L.METHODS}, "clips": [row],
+              "languages": L.group_rows([row], "language"), "speakers": L.group_rows([row], "speaker")}
+    md = L.markdown_tables(result, per_clip=True)
     for label in L.METHODS.values():
         assert f"| {label} |" in md
-    assert "| synthetic | 6.0 | 100% |" in md and "| +1 |" in md
+    assert md.startswith("**Mouth-opening r at lag 0: ")
+    assert f"| {row['language']} | 1 | 6 |" in md  # per language
+    assert f"| {row['speaker']} | {row['language']} | 1 | 6.0 | +0 |" in md  # per speaker
+    assert f"| synthetic | {row['speaker']} | 6.0 | 100% | +0 |" in md and "| +1 |" in md  # per clip
     png = L.plot_mouth(tmp_path / "p.png", "synthetic", series, row["metrics"])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     idx = L.sheet_indices(series["real"], 6)
@@ -97,7 +108,7 @@ def test_list_clips_filters(tmp_path):
         (tmp_path / f"{stem}.mp4").write_bytes(b"")
     (tmp_path / "a.wav").write_bytes(b"")
     assert [p.stem for p in L.list_clips(tmp_path)] == ["a", "b", "deep_avsr__00022"]
-    assert [p.stem for p in L.list_clips(tmp_path, heldout=True)] == ["deep_avsr__00022"]
+    assert [p.stem for p in L.list_clips(tmp_path, split="heldout")] == ["deep_avsr__00022"]  # speakers.tsv
     assert [p.stem for p in L.list_clips(tmp_path, names=["b"])] == ["b"]
     assert len(L.list_clips(tmp_path, limit=2)) == 2
     from teller_agent.errors import TellerError
@@ -120,7 +131,8 @@ def test_eval_lipsync_on_a_real_clip(shared_data, tmp_path, settings, monkeypatc
     assert main(["eval", "lipsync", "--clips", str(clips), "--clip", SHORT_CLIP, "--out", str(out),
                  "--record", str(record), "-q"]) == 0
     printed = capsys.readouterr().out
-    assert f"| {SHORT_CLIP} |" in printed
+    assert "| lrs2_00022 | en | 1 |" in printed  # the clip's speaker (teller_agent/data/speakers.tsv)
+    assert f"| {SHORT_CLIP} | lrs2_00022 |" in (out / "lipsync.md").read_text()
     result = json.loads((out / "lipsync.json").read_text())
     assert json.loads(record.read_text()) == result
     assert result["command"].startswith("teller-agent eval lipsync") and not result["skipped"]
@@ -128,7 +140,8 @@ def test_eval_lipsync_on_a_real_clip(shared_data, tmp_path, settings, monkeypatc
     (row,) = result["clips"]
     assert row["name"] == SHORT_CLIP and 75 <= row["frames"] <= 82 and row["valid_fraction"] > 0.9
     met = row["metrics"]
-    assert set(met) == set(L.METHODS) == set(result["mean"])
+    assert set(met) == set(L.METHODS) - ({"readout"} if "readout" not in met else set()) == set(
+        k for k, v in result["mean"].items() if v.get("clips", 0))
     assert met["real"]["mouth_r"] == pytest.approx(1.0) and met["real"]["lve"] == 0.0
     # Real speech: the true mouth moves, and shifting it by 4 frames is found as a 4-frame lag.
     assert met["real"]["mouth_velocity_true"] > 0.005

@@ -12,21 +12,26 @@ import torch
 
 from teller_agent.audio.encoder import clip_mel
 from teller_agent.audio.features import HOP_ALIGNED_LEAD, LogMelStream, log_mel
+from teller_agent.audio.student import AudioStudent, StudentConfig
 from teller_agent.errors import CheckpointError
 from teller_agent.fmlg import MotionGenerator, load_checkpoint, save_checkpoint
 from teller_agent.fmlg.model import GeneratorConfig, MotionTokenGenerator
-from teller_agent.fmlg.tokenizer import FEATURE_DIM, MotionTokenizer, TokenizerConfig
+from teller_agent.fmlg.tokenizer import FEATURE_DIM, MOUTH_DIM, MotionTokenizer, TokenizerConfig
 from teller_agent.motion import MotionLatent
 
 
-def _tiny(folder, mel_lead: int = HOP_ALIGNED_LEAD):
+def _tiny(folder, lookahead: int = 1, encoder: str = "student", mel_lead: int = HOP_ALIGNED_LEAD):
+    """A random checkpoint: a tiny audio student (the default encoder) or the legacy conv encoder."""
     torch.manual_seed(0)
     tokenizer = MotionTokenizer(TokenizerConfig(latent_dim=16, hidden=32, levels=2, codebook_size=32))
     tokenizer(torch.randn(2, 40, FEATURE_DIM))  # k-means initialisation of the codebooks
+    student = AudioStudent(StudentConfig(dim=24, hidden=16, lookahead=lookahead, dilations=(1, 2))) \
+        if encoder == "student" else None
     generator = MotionTokenGenerator(GeneratorConfig(d_model=32, layers=2, heads=2, kv_heads=1, ffn=64, window=16,
                                                      tokens_per_frame=4, mouth_tokens=2, codebook_size=32,
-                                                     audio_hidden=32, mel_lead=mel_lead))
-    save_checkpoint(folder, tokenizer.eval(), generator.eval(), {"note": "random, for tests"})
+                                                     audio_hidden=32, mel_lead=mel_lead, lookahead=lookahead,
+                                                     audio_encoder=encoder, audio_dim=24))
+    save_checkpoint(folder, tokenizer.eval(), generator.eval(), {"note": "random, for tests"}, student=student)
     return folder
 
 
@@ -65,9 +70,37 @@ def test_chunked_equals_one_shot(tiny_checkpoint, chunk_ms):
     np.testing.assert_array_equal(chunked.flat(), whole.flat())
 
 
+def test_mouth_gain_scales_only_the_lips_around_the_rest_face(tiny_checkpoint):
+    from teller_agent.fmlg.tokenizer import MOUTH_KEYPOINTS, motion_to_features
+
+    pcm = _speech(1.0, 16000)
+    ck = load_checkpoint(tiny_checkpoint)
+    plain = motion_to_features(MotionGenerator(ck, seed=3).generate(pcm, 16000))
+    ck.generator.cfg.mouth_gain = 2.5
+    louder = MotionGenerator(ck, seed=3).generate(pcm, 16000)
+    np.testing.assert_allclose(motion_to_features(louder)[:, :MOUTH_DIM], 2.5 * plain[:, :MOUTH_DIM], rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_array_equal(motion_to_features(louder)[:, MOUTH_DIM:], plain[:, MOUTH_DIM:])
+    assert louder.exp[:, MOUTH_KEYPOINTS].any()  # the lips moved at all
+
+
+@pytest.mark.parametrize("lookahead", [1, 3, 5])
+def test_student_frames_arrive_exactly_after_their_lookahead(tmp_path, lookahead):
+    """Frame k comes out as soon as the audio up to the end of frame k + lookahead has arrived, never
+    earlier (it would then not have seen its look-ahead) and not a sample later."""
+    gen = MotionGenerator(_tiny(tmp_path, lookahead))
+    assert gen.mel_lead == HOP_ALIGNED_LEAD and gen.lookahead == lookahead
+    pcm = _speech(1.0, 16000)
+    produced = 0
+    for i in range(0, len(pcm), 160):  # 10 ms chunks
+        produced += len(gen.push_audio(pcm[i : i + 160], 16000))
+        assert produced == max(0, (i + 160) // 640 - lookahead)
+    assert gen.latency_s == pytest.approx(0.04 * lookahead)
+
+
 @pytest.mark.parametrize("mel_lead", [0, HOP_ALIGNED_LEAD])
-def test_frames_arrive_with_bounded_lookahead(tmp_path, mel_lead):
-    gen = MotionGenerator(_tiny(tmp_path, mel_lead))
+def test_legacy_conv_frames_arrive_with_bounded_lookahead(tmp_path, mel_lead):
+    gen = MotionGenerator(_tiny(tmp_path, encoder="conv", mel_lead=mel_lead))
     assert gen.mel_lead == mel_lead
     pcm = _speech(1.0, 16000)
     produced = 0
@@ -132,6 +165,10 @@ def test_missing_and_corrupt_checkpoints(tmp_path, tiny_checkpoint):
         load_checkpoint(broken)
     (broken / "generator.safetensors").unlink()
     with pytest.raises(CheckpointError, match="missing"):
+        load_checkpoint(broken)
+    (broken / "generator.safetensors").write_bytes((tiny_checkpoint / "generator.safetensors").read_bytes())
+    (broken / "audio_student.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="audio_student.safetensors is missing"):
         load_checkpoint(broken)
     (broken / "config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="corrupt"):

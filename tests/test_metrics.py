@@ -287,7 +287,8 @@ def test_summary_of_empty_and_one_frame_clips(n, no_warnings):
     summary = m.summarize(lm, lm)
     assert summary["num_frames"] == n and summary["duration_s"] == n / 25
     assert {k: v for k, v in summary.items() if k not in ("num_frames", "duration_s")} == dict.fromkeys(
-        ["mouth_r", "lve", "best_lag", "best_lag_r", "mouth_velocity_pred", "mouth_velocity_true",
+        ["mouth_r", "lve", "best_lag", "best_lag_r", "mouth_std_pred", "mouth_std_true", "mouth_velocity_pred",
+         "mouth_velocity_true",
          "mouth_jitter_pred", "mouth_jitter_true", "blink_rate_pred", "blink_rate_true"], 0)
     assert m.mouth_opening(lm).shape == (n,) and m.eye_aspect_ratio(lm).shape == (n,)
     with pytest.raises(ValueError):

@@ -43,6 +43,23 @@ def _bilabial_checks(phonemes, exp):
     return closures, opens
 
 
+def _closure_dips(phonemes, exp):
+    """The clip's shipped motion is scaled and smoothed like the real clips' fitted motion
+    (:func:`teller_agent.data.synthetic.make_clip`), so a one-frame closure no longer reaches 0: each p/b/m
+    must still nearly close the lips: within a frame of its middle, the inner-lip gap falls below a quarter of
+    the clip's widest opening."""
+    gap = inner_lip_gap(exp)
+    dips = 0
+    for start, end, sym in phonemes:
+        if sym in BILABIAL:
+            k = min(int(0.5 * (start + end) * FPS), len(gap) - 1)
+            near = gap[max(0, k - 1): k + 2]
+            assert near.min() < gap.max() / 4, (
+                f"{sym} at {start:.3f}-{end:.3f} s: no lip closure (gap {near.min():.4f}, max {gap.max():.4f})")
+            dips += 1
+    return dips
+
+
 # -- no espeak needed ---------------------------------------------------------
 
 
@@ -153,8 +170,9 @@ def test_bilabial_word_closes_and_opens_lips():
     from teller_agent.data.synthetic import make_clip
 
     clip = make_clip("mama papa", "en-us", np.random.default_rng(0), rate=140, augment=False)
-    closures, opens = _bilabial_checks(clip.phonemes, clip.motion.exp)
+    closures, opens = _bilabial_checks(clip.phonemes, phonemes_to_expression(clip.phonemes, clip.motion.num_frames))
     assert closures == 4 and opens >= 3
+    assert _closure_dips(clip.phonemes, clip.motion.exp) == 4
 
 
 @needs_espeak
@@ -171,8 +189,9 @@ def test_motion_stays_aligned_after_tempo_change(tempo):
     assert clip.motion.num_frames == round(len(clip.audio) / clip.sample_rate * FPS)
     assert clip.phonemes[-1][1] == pytest.approx(clip.duration)
     assert clip.params["tempo"] == pytest.approx(tempo)
-    closures, _ = _bilabial_checks(clip.phonemes, clip.motion.exp)
+    closures, _ = _bilabial_checks(clip.phonemes, phonemes_to_expression(clip.phonemes, clip.motion.num_frames))
     assert closures == 6  # b, b, m, b, m, p
+    assert _closure_dips(clip.phonemes, clip.motion.exp) == 6
 
 
 @needs_espeak

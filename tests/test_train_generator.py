@@ -1,111 +1,117 @@
-"""Generator training plumbing: augmented audio variants of the real clips (``--real-augment``)."""
+"""Training plumbing: aligned windows, the per-clip feature cache, A/V offset correction at load time, and
+the whole chain (tokenizer -> audio student distilled from Whisper -> generator) on a tiny dataset."""
 
 from __future__ import annotations
 
-import numpy as np
+import json
 
+import numpy as np
 from teller_agent.fmlg.tokenizer import FEATURE_DIM, MOUTH_DIM
-from teller_agent.train.dataset import Clip
-from teller_agent.train.generator import _batch, _TokenizedClip, real_audio_variants
+from teller_agent.train.dataset import Clip, clip_features, load_clips
+from teller_agent.train.generator import _batch, _TokenizedClip
 
 FRAMES = 50  # 2 s at 25 fps
 
 
-def _clip(clip_id: str = "real_a", kind: str = "real", seed: int = 0) -> Clip:
+def _clip(clip_id: str = "real_a", kind: str = "real", seed: int = 0, frames: int = FRAMES) -> Clip:
     rng = np.random.default_rng(seed)
-    t = np.arange(FRAMES * 640) / 16000
+    t = np.arange(frames * 640) / 16000
     audio = (0.3 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 2.5 * t) > 0)
              + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
-    return Clip(clip_id, kind, "train", rng.standard_normal((FRAMES, FEATURE_DIM)).astype(np.float32), audio,
-                None, np.zeros((0, 68, 2), np.float32))
+    return Clip(clip_id, kind, "train", rng.standard_normal((frames, FEATURE_DIM)).astype(np.float32), audio,
+                None, np.zeros((0, 68, 2), np.float32), speaker=clip_id, valid=np.ones(frames, bool))
 
 
-def _tokenized(clip: Clip, variants=()) -> _TokenizedClip:
-    tokens = np.arange(FRAMES * 4).reshape(FRAMES, 4) % 32
-    return _TokenizedClip(clip, tokens.astype(np.int64), 1, np.zeros((FRAMES, MOUTH_DIM), np.float32), variants)
+def test_windows_keep_tokens_audio_and_mouth_of_the_same_frames():
+    tokens = np.repeat(np.arange(FRAMES)[:, None], 4, 1).astype(np.int64)  # token = frame index
+    audio = np.repeat(np.arange(FRAMES, dtype=np.float32)[:, None], 6, 1)  # feature = frame index
+    mouth = np.repeat(np.arange(FRAMES, dtype=np.float32)[:, None], MOUTH_DIM, 1)
+    it = _TokenizedClip(_clip(), tokens, mouth, audio)
+    a, tok, first, m = _batch([it], 20, 8, np.random.default_rng(0))
+    assert a.shape == (8, 20, 6) and tok.shape == (8, 21, 4) and m.shape == (8, 20, MOUTH_DIM)
+    for b in range(8):
+        frames = a[b, :, 0].numpy()
+        np.testing.assert_array_equal(tok[b, 1:, 0].numpy(), frames)
+        np.testing.assert_array_equal(m[b, :, 0].numpy(), frames)
+        assert bool(first[b]) == (frames[0] == 0)
+        if frames[0] > 0:
+            assert tok[b, 0, 0] == frames[0] - 1  # the frame before the window
 
 
-def test_variants_keep_the_length_and_are_seeded():
+def test_clip_features_are_computed_once_per_clip_and_offset(tmp_path):
+    calls = []
+
+    def compute(pcm, frames):
+        calls.append(frames)
+        return np.ones((frames, 3), np.float32) * len(pcm)
+
     clip = _clip()
-    a = real_audio_variants(clip, 4, seed=0)
-    assert len(a) == 4
-    assert all(v.shape == clip.audio.shape and v.dtype == np.float32 and np.isfinite(v).all() for v in a)
-    assert all(not np.allclose(v, clip.audio) for v in a)
-    assert all(np.array_equal(x, y) for x, y in zip(a, real_audio_variants(clip, 4, seed=0)))
-    assert not np.allclose(a[0], real_audio_variants(clip, 1, seed=1)[0])
-    # seeded by the clip's id, not by its place in the dataset
-    assert not np.allclose(a[0], real_audio_variants(_clip("real_b"), 1, seed=0)[0])
-    assert real_audio_variants(clip, 0) == []
+    first = clip_features(tmp_path, clip, "enc-x", compute)
+    again = clip_features(tmp_path, clip, "enc-x", compute)
+    assert first.shape == (FRAMES, 3) and calls == [FRAMES]
+    np.testing.assert_array_equal(first, again)
+    clip.offset = 2  # another alignment of the same clip is another cache entry
+    clip_features(tmp_path, clip, "enc-x", compute)
+    assert calls == [FRAMES, FRAMES]
 
 
-def test_variants_keep_the_timing():
-    """No tempo change: the loudness envelope of every variant lines up with the clean audio at lag 0."""
-    clip = _clip()
+def _tiny_dataset(folder, offset: int = 0):
+    """Three eSpeak clips written as a dataset: one synthetic and one "real" training clip, one "real"
+    validation clip."""
+    from teller_agent.data.build import _generic_portrait
+    from teller_agent.data.extract import save_record
+    from teller_agent.data.synthetic import make_clip
+    from teller_agent.train.dataset import DATASET_VERSION
 
-    def envelope(x):
-        return np.log(1e-6 + (x.reshape(-1, 640) ** 2).mean(1))
-
-    e0 = envelope(clip.audio)
-    for v in real_audio_variants(clip, 4, seed=3):
-        e = envelope(v)
-        lags = range(-3, 4)
-        r = [np.corrcoef(e0[5:-5], np.roll(e, lag)[5:-5])[0, 1] for lag in lags]
-        assert list(lags)[int(np.argmax(r))] == 0
-
-
-def test_tokenized_clip_mels_have_the_clip_frame_count():
-    clip = _clip()
-    it = _tokenized(clip, real_audio_variants(clip, 3, seed=0))
-    assert len(it.mels) == 4 and it.mels[0] is it.mel
-    assert all(m.shape == (4 * (FRAMES + 1), 80) for m in it.mels)
-    assert len(_tokenized(clip).mels) == 1
-
-
-def test_batch_draws_every_variant_at_the_same_window():
-    """Windows take the clean mel or a variant at random, always at the tokens' own frames."""
-    clip = _clip()
-    it = _tokenized(clip, real_audio_variants(clip, 3, seed=0))
-    # mark each mel so the batch tells which one it came from (mel value = variant index)
-    it.mels = [np.full_like(m, i) for i, m in enumerate(it.mels)]
-    seen = set()
-    rng = np.random.default_rng(0)
-    for _ in range(10):
-        mel, tokens, first, _, _ = _batch([it], 20, 8, context=0, lookahead=1, rng=rng)
-        assert mel.shape == (8, 4 * 21, 80)
-        for b in range(8):
-            values = np.unique(mel[b].numpy())
-            assert len(values) == 1
-            seen.add(int(values[0]))
-    assert seen == {0, 1, 2, 3}
+    portrait = _generic_portrait()
+    texts = ["The quick brown fox jumps over the lazy dog.", "Pack my box with five dozen liquor jugs.",
+             "How vexingly quick daft zebras jump!"]
+    entries = []
+    (folder / "clips").mkdir(parents=True)
+    for i, text in enumerate(texts):
+        clip = make_clip(text, "en-us", np.random.default_rng(i), rate=170, augment=False, language="en")
+        rec = {"motion": clip.motion, "portrait": portrait, "audio": clip.audio, "sample_rate": 16000,
+               "valid": np.ones(len(clip.motion), bool), "fps": 25, "reproj_error_px": 0.0, "lips": "synthetic"}
+        save_record(rec, folder / "clips" / f"c{i}.npz")
+        kind, split = [("synthetic", "train"), ("real", "train"), ("real", "validation")][i]
+        entries.append({"id": f"c{i}", "file": f"clips/c{i}.npz", "kind": kind, "split": split, "speaker": f"s{i}",
+                        "language": "en", "frames": len(clip.motion), "seconds": len(clip.motion) / 25,
+                        "av_offset_frames": offset if kind == "real" else 0})
+    (folder / "manifest.json").write_text(json.dumps({"version": DATASET_VERSION, "name": "tiny", "created": "-",
+                                                      "fps": 25, "sample_rate": 16000, "clips": entries}))
+    return folder
 
 
-def test_batch_without_variants_draws_as_before():
-    """No variants: the batch and the random stream are those of a clip with only its own mel."""
-    clip = _clip()
-    plain = _tokenized(clip)
-    r1, r2 = np.random.default_rng(5), np.random.default_rng(5)
-    a = _batch([plain], 20, 4, 0, 1, r1)
-    b = _batch([plain], 20, 4, 0, 1, r2)
-    assert all(np.array_equal(x.numpy(), y.numpy()) for x, y in zip(a, b))
-    expected = np.random.default_rng(5)
-    expected.choice(1, size=4, p=[1.0])  # sample_clips
-    for _ in range(4):
-        expected.integers(0, FRAMES - 20 + 1)  # window starts only
-    assert r1.random() == expected.random()
+def test_a_measured_offset_is_corrected_when_the_clips_load(tmp_path):
+    plain = load_clips(_tiny_dataset(tmp_path / "a"), split="validation")[0]
+    late = load_clips(_tiny_dataset(tmp_path / "b", offset=3), split="validation")[0]
+    speech_frames = -(-(len(plain.audio) - 3 * 640) // 640)  # frames the speech covers after the cut (last partial)
+    assert late.offset == 3 and late.num_frames == min(plain.num_frames, speech_frames) < plain.num_frames
+    np.testing.assert_array_equal(late.features, plain.features[: late.num_frames])  # face frame j ...
+    np.testing.assert_array_equal(late.audio, plain.audio[3 * 640 :])  # ... with the speech of frame j + 3
 
 
-def test_batch_phones_follow_the_window_and_default_to_ignored():
-    """Phone labels come from the same frames as the window's target tokens; clips without labels give -1
-    (ignored by the loss)."""
-    clip = _clip()
-    tokens = np.arange(FRAMES * 4).reshape(FRAMES, 4) % 32
-    it = _TokenizedClip(clip, tokens.astype(np.int64), 1, np.zeros((FRAMES, MOUTH_DIM), np.float32),
-                        phones=np.arange(FRAMES, dtype=np.int64))
-    _, tok, _, _, phones = _batch([it], 20, 6, 0, 1, np.random.default_rng(1))
-    assert phones.shape == (6, 20)
-    for b in range(6):
-        frames = phones[b].numpy()
-        assert np.array_equal(np.diff(frames), np.ones(19))
-        assert np.array_equal(tok[b, 1:, 0].numpy(), (4 * frames) % 32)
-    _, _, _, _, none = _batch([_tokenized(clip)], 20, 3, 0, 1, np.random.default_rng(1))
-    assert (none.numpy() == -1).all()
+def test_tokenizer_student_and_generator_train_end_to_end(tmp_path):
+    """The documented training chain on a tiny dataset: every step writes what the next one needs, and the
+    result loads and streams like the shipped checkpoint."""
+    from teller_agent.fmlg import MotionGenerator, load_checkpoint
+    from teller_agent.fmlg.model import GeneratorConfig
+    from teller_agent.train.generator import train_generator
+    from teller_agent.train.student import train_student
+    from teller_agent.train.tokenizer import train_tokenizer
+    from teller_agent.fmlg.tokenizer import TokenizerConfig
+
+    data = _tiny_dataset(tmp_path / "data")
+    ck = tmp_path / "ck"
+    train_tokenizer(data, ck, steps=3, batch=4, length=16, progress=False,
+                    config=TokenizerConfig(latent_dim=8, hidden=16, levels=2, codebook_size=16))
+    student = train_student(data, ck, lookahead=2, steps=3, batch=2, length=16, hidden=16, progress=False)
+    assert student["student_lookahead_ms"] == 80 and np.isfinite(student["student_validation_mse"])
+    assert (ck / "audio_student.safetensors").is_file() and (ck / "readout_whisper.npz").is_file()
+    cfg = GeneratorConfig(d_model=32, layers=1, heads=2, kv_heads=1, ffn=64, window=16, audio_encoder="student")
+    metrics = train_generator(data, ck, steps=2, batch=2, length=16, config=cfg, progress=False, eval_every=2)
+    assert np.isfinite(metrics["validation_mouth_r"])
+    loaded = load_checkpoint(ck)
+    assert loaded.student is not None and loaded.generator.cfg.lookahead == 2
+    motion = MotionGenerator(ck).generate(np.zeros(16000, np.float32), 16000)
+    assert len(motion) == 25

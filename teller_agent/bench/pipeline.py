@@ -27,7 +27,7 @@ from .common import bench_audio, peak_rss_mb, percentiles, rss_mb
 STAGES = ("audio_features", "ar_step", "rvq_decode", "render", "video_encode")
 #: What each stage covers.
 STAGE_NOTES = {
-    "audio_features": "resampling, log-mel and the causal audio encoder",
+    "audio_features": "resampling, log-mel and the audio encoder (the student distilled from Whisper)",
     "ar_step": "one transformer step over the KV cache and the depth head sampling 8 tokens",
     "rvq_decode": "RVQ codes -> motion latent (causal conv decoders)",
     "render": "the warp renderer: one RGB frame",
@@ -41,7 +41,7 @@ class StageClock:
     """Per-frame cost of a :class:`~teller_agent.fmlg.MotionGenerator`'s stages, timed from outside.
 
     Wraps, on this one instance only, ``_advance`` (everything after the log-mel),
-    ``model.audio.step`` (the audio encoder), ``_sample_tokens`` (the AR step) and
+    ``_audio.push`` (the audio encoder: the student, or Whisper on slices), ``_sample_tokens`` (the AR step) and
     ``_decode`` (RVQ decode). :meth:`push` then splits each ``push_audio`` call into
     ``audio_features`` (resampling + log-mel + encoder), ``ar_step`` and ``rvq_decode``
     (the decoders plus the rest of the frame loop), which add up to the call's wall time.
@@ -52,7 +52,7 @@ class StageClock:
             (then only ``generator`` totals are known).
     """
 
-    _HOOKS = (("", "_advance", "advance"), ("model.audio", "step", "encoder"), ("", "_sample_tokens", "ar"),
+    _HOOKS = (("", "_advance", "advance"), ("_audio", "push", "encoder"), ("", "_sample_tokens", "ar"),
               ("", "_decode", "decode"))
 
     def __init__(self, generator):

@@ -5,10 +5,14 @@ For each real talking clip (video with its speech):
 1. **Ground truth.** The project's landmark pipeline
    (:func:`~teller_agent.data.extract.track_landmarks` then
    :func:`~teller_agent.data.extract.fit_motion`) tracks dlib's 68 landmarks
-   at 25 fps and fits a ``face68`` motion latent relative to the clip's own
-   rest face (smoothed, tracking gaps interpolated: the same trajectory the
-   generator is trained on). The true landmark trajectory is that rest face
-   driven by that motion.
+   with MediaPipe Face Mesh lips at 25 fps and fits a ``face68`` motion latent
+   relative to the clip's own rest face (smoothed, tracking gaps interpolated:
+   the same trajectory the generator is trained on). The true landmark
+   trajectory is that rest face driven by that motion. The clip's measured
+   audio/video offset (:mod:`teller_agent.data.sync`, committed in
+   ``teller_agent/data/av_offsets.tsv``, measured once with a readout that never
+   saw the speaker) is corrected by cutting audio and video so that they line up:
+   lag 0 then means "the frame shown with its own audio".
 2. **Generated.** :class:`~teller_agent.fmlg.MotionGenerator` turns the clip's
    audio alone into motion, which drives the same rest face (so identity and
    framing cancel out; the motion itself is portrait-independent).
@@ -17,6 +21,11 @@ For each real talking clip (video with its speech):
    * ``loudness``: the procedural avatar without a model (what ``teller-agent
      animate`` does): the jaw opens in proportion to the audio's loudness
      envelope, with procedural blinks and head sway;
+   * ``readout``: a linear readout (ridge regression, fitted on the training
+     speakers) of Whisper's features of the audio (the teacher on 200 ms slices,
+     :mod:`teller_agent.audio.whisper`) to the mouth motion, head still: the floor
+     a speech-to-motion model must clear (only when the checkpoint holds
+     :data:`READOUT_FILE`);
    * ``frozen_mouth``: the rest face, still, mouth closed (no motion at all: with
      head motion kept, the projected lip gap would vary a little with pitch and
      yaw, and Pearson r, blind to scale, would credit those specks with sync);
@@ -26,7 +35,14 @@ For each real talking clip (video with its speech):
      its velocity, jitter and blink rate are the real clip's).
 
 4. **Metrics**: :func:`~teller_agent.eval.metrics.summarize` per clip and
-   method, :func:`~teller_agent.eval.metrics.mean_summary` over clips.
+   method; the headline is the mean over speakers (each speaker's clips
+   frame-weighted, :func:`~teller_agent.eval.metrics.mean_summary` with speakers)
+   of the mouth-opening r **at lag 0**, with the best lag beside it; also per
+   language and per speaker.
+
+Which clips: ``--heldout`` and ``--validation`` take the clips of that split of
+the speaker table (:mod:`teller_agent.data.speakers`: speakers that never appear
+in training). Settings are chosen on ``--validation``; ``--heldout`` is reported.
 
 Outputs (in ``out``): ``lipsync.md`` (tables), ``lipsync.json`` (everything),
 ``plots/<clip>.png`` (true vs generated mouth opening over time) and
@@ -63,12 +79,16 @@ METHODS: dict[str, str] = {
     "real": "real video (reference)",
     "generated": "FMLG, from audio alone",
     "loudness": "baseline: mouth follows loudness",
+    "readout": "baseline: linear readout of Whisper features",
     "frozen_mouth": "baseline: frozen mouth (still face)",
     f"true_shift_+{SHIFT_FRAMES}": f"baseline: true, {SHIFT_FRAMES} frames late",
     f"true_shift_-{SHIFT_FRAMES}": f"baseline: true, {SHIFT_FRAMES} frames early",
 }
 #: Frames per clip shown in the contact sheets.
 SHEET_FRAMES = 6
+#: The linear-readout baseline inside a checkpoint folder (:class:`~teller_agent.eval.readout.Readout` of the
+#: teacher's Whisper features to the mouth features, written by ``teller-agent train student``).
+READOUT_FILE = "readout_whisper.npz"
 
 
 @dataclass
@@ -87,6 +107,8 @@ class RealClip:
         valid_fraction: share of frames where a face was tracked (the rest are interpolated).
         reproj_error_px: mean distance between the fitted and the tracked landmarks (512-px frame).
         crop: ``(x0, y0, side)`` of the virtual crop in video pixels.
+        speaker, language: from the speaker table (the clip's name when it has no row).
+        av_offset_frames: the corrected audio/video offset (frames; 0 when none).
     """
 
     name: str
@@ -99,6 +121,9 @@ class RealClip:
     valid_fraction: float
     reproj_error_px: float
     crop: tuple[float, float, float]
+    speaker: str = ""
+    language: str = "unknown"
+    av_offset_frames: int = 0
 
     @property
     def num_frames(self) -> int:
@@ -110,15 +135,15 @@ def default_clips_dir() -> Path:
     return Path(__file__).resolve().parents[3] / "shared" / "data" / "talking"
 
 
-def list_clips(folder: str | Path, heldout: bool = False, names: Sequence[str] | None = None,
+def list_clips(folder: str | Path, split: str | None = None, names: Sequence[str] | None = None,
                limit: int | None = None) -> list[Path]:
     """The talking clips (``*.mp4``) of ``folder``, sorted by name.
 
     Args:
         folder: a folder of videos with speech (muxed, or a ``<stem>.wav`` beside a silent video).
-        heldout: keep only the generator's held-out clips
-            (:data:`~teller_agent.data.build.DEFAULT_HELDOUT`).
-        names: keep only these stems (applied after ``heldout``).
+        split: keep only the clips of this split of the speaker table (``"heldout"``, ``"validation"`` or
+            ``"train"``; :mod:`teller_agent.data.speakers`).
+        names: keep only these stems (applied after ``split``).
         limit: keep at most this many (after the filters).
 
     Returns:
@@ -131,13 +156,14 @@ def list_clips(folder: str | Path, heldout: bool = False, names: Sequence[str] |
     if not folder.is_dir():
         raise TellerError(f"clip folder {folder} does not exist; pass --clips DIR (e.g. ../shared/data/talking)")
     videos = sorted(folder.glob("*.mp4"))
-    if heldout:
-        from ..data.build import DEFAULT_HELDOUT
+    if split is not None:
+        from ..data.speakers import clips_in_split
 
-        missing = sorted(set(DEFAULT_HELDOUT) - {p.stem for p in videos})
+        wanted = set(clips_in_split(split))
+        missing = sorted(wanted - {p.stem for p in videos})
         if missing:
-            log.warning("held-out clips not in %s: %s", folder, ", ".join(missing))
-        videos = [p for p in videos if p.stem in DEFAULT_HELDOUT]
+            log.warning("%d %s clips not in %s (e.g. %s)", len(missing), split, folder, missing[0])
+        videos = [p for p in videos if p.stem in wanted]
     if names:
         videos = [p for p in videos if p.stem in set(names)]
     if limit is not None:
@@ -147,30 +173,42 @@ def list_clips(folder: str | Path, heldout: bool = False, names: Sequence[str] |
     return videos
 
 
-def load_real_clip(path: str | Path, max_seconds: float | None = None) -> RealClip:
-    """Track a clip and fit its true motion (see the module docstring).
+def load_real_clip(path: str | Path, max_seconds: float | None = None, offset: int | None = None) -> RealClip:
+    """Track a clip, fit its true motion and line its audio up with it (see the module docstring).
 
     Args:
         path: a video with speech (its own audio stream, or ``<stem>.wav`` beside it).
         max_seconds: keep only the first seconds (after fitting on the whole clip); None keeps all.
+        offset: audio/video offset to correct, frames (None: the clip's measured one from
+            :mod:`teller_agent.data.sync`, 0 when it has none).
 
     Raises:
         AudioLoadError: no speech; TellerError: no face tracked; FileNotFoundError, ValueError: not a video.
     """
-    from ..data.extract import fit_motion, track_landmarks
     from ..audio.encoder import SAMPLES_PER_FRAME
+    from ..data.extract import fit_motion, track_landmarks
+    from ..data.speakers import load_speakers
+    from ..data.sync import align_frames, correction_of
 
     path = Path(path)
     tracked = track_landmarks(path)
     fit = fit_motion(tracked.landmarks, tracked.valid, tracked.frame_size)
     motion, valid = fit.motion, fit.valid
+    audio_full = tracked.audio
+    offset = correction_of(path.stem) if offset is None else int(offset)
+    if offset:
+        a, m, n = align_frames(offset, -(-len(audio_full) // SAMPLES_PER_FRAME), len(motion))
+        audio_full = audio_full[a * SAMPLES_PER_FRAME :]
+        motion, valid = motion[m : m + n], valid[m : m + n]
+    who = load_speakers().get(path.stem)
     if max_seconds is not None:
         frames = max(1, int(max_seconds * FPS))
         motion, valid = motion[:frames], valid[:frames]
-    audio = tracked.audio[: len(motion) * SAMPLES_PER_FRAME] if max_seconds is not None else tracked.audio
+    audio = audio_full[: len(motion) * SAMPLES_PER_FRAME] if max_seconds is not None else audio_full
     landmarks = fit.portrait.drive(motion)[..., :2].astype(np.float64)
     return RealClip(path.stem, path, motion, fit.portrait, landmarks, audio, tracked.sample_rate,
-                    float(np.mean(valid)) if len(valid) else 0.0, fit.reproj_error_px, fit.crop)
+                    float(np.mean(valid)) if len(valid) else 0.0, fit.reproj_error_px, fit.crop,
+                    who.speaker if who else path.stem, who.language if who else "unknown", offset)
 
 
 def loudness_motion(audio: np.ndarray, sample_rate: int, num_frames: int, seed: int = 0) -> MotionLatent:
@@ -188,11 +226,28 @@ def loudness_motion(audio: np.ndarray, sample_rate: int, num_frames: int, seed: 
     return procedural_motion(num_frames, seed=seed, mouth=loudness_envelope(audio, sample_rate)[:num_frames])
 
 
-def method_trajectories(clip: RealClip, generated: MotionLatent, seed: int = 0) -> dict[str, np.ndarray]:
+def readout_motion(readout, features: np.ndarray, num_frames: int) -> MotionLatent:
+    """The linear-readout baseline: mouth features predicted from Whisper features (T, D), head still.
+
+    Args:
+        readout: a :class:`~teller_agent.eval.readout.Readout` of Whisper features to the ``MOUTH_DIM`` mouth
+            features of :func:`~teller_agent.fmlg.tokenizer.motion_to_features`.
+        features: (T', D) Whisper features, T' >= ``num_frames``.
+    """
+    from ..fmlg.tokenizer import FEATURE_DIM, MOUTH_DIM, features_to_motion
+
+    out = np.zeros((num_frames, FEATURE_DIM), np.float32)
+    out[:, :MOUTH_DIM] = readout(features[:num_frames])
+    return features_to_motion(out)
+
+
+def method_trajectories(clip: RealClip, generated: MotionLatent, seed: int = 0,
+                        readout: MotionLatent | None = None) -> dict[str, np.ndarray]:
     """(T, 68, 2) landmark trajectories of every method of :data:`METHODS` on ``clip``'s rest face.
 
     ``T = min(len(generated), clip.num_frames)`` (the generator gives ``round(samples / 640)`` frames;
-    the video may be a frame longer or shorter). The last entry is the truth, under ``"real"``.
+    the video may be a frame longer or shorter). The truth is under ``"real"``; ``"readout"`` only when
+    ``readout`` (the baseline's motion, :func:`readout_motion`) is given.
     """
     n = min(len(generated), clip.num_frames)
     true = clip.landmarks[:n]
@@ -204,28 +259,32 @@ def method_trajectories(clip: RealClip, generated: MotionLatent, seed: int = 0) 
         "real": true,
         "generated": drive(generated),
         "loudness": drive(loudness_motion(clip.audio, clip.sample_rate, n, seed)),
+        "readout": drive(readout) if readout is not None else None,
         "frozen_mouth": drive(MotionLatent.neutral(n, clip.motion.num_keypoints, clip.motion.space)),
         f"true_shift_+{SHIFT_FRAMES}": M.shift(true, SHIFT_FRAMES),
         f"true_shift_-{SHIFT_FRAMES}": M.shift(true, -SHIFT_FRAMES),
     }
     assert list(out) == list(METHODS)
-    return out
+    return {k: v for k, v in out.items() if v is not None}
 
 
-def evaluate_clip(clip: RealClip, generated: MotionLatent, seed: int = 0, max_lag: int = 8
-                  ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def evaluate_clip(clip: RealClip, generated: MotionLatent, seed: int = 0, max_lag: int = 8,
+                  readout: MotionLatent | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Metrics of every method on one clip.
 
     Returns:
         ``(row, series)``: ``row`` is ``{"name", "frames", "seconds", "valid_fraction", "reproj_error_px",
         "metrics": {method: summarize(...)}}``; ``series`` the (T,) mouth openings (IOD) per method.
     """
-    tracks = method_trajectories(clip, generated, seed)
+    tracks = method_trajectories(clip, generated, seed, readout)
     true = tracks["real"]
     metrics = {name: M.summarize(lm, true, max_lag=max_lag) for name, lm in tracks.items()}
     series = {name: M.mouth_opening(lm) for name, lm in tracks.items()}
     row = {
         "name": clip.name,
+        "speaker": clip.speaker,
+        "language": clip.language,
+        "av_offset_frames": clip.av_offset_frames,
         "frames": len(true),
         "seconds": len(true) / FPS,
         "valid_fraction": round(clip.valid_fraction, 4),
@@ -256,9 +315,11 @@ def plot_mouth(path: str | Path, name: str, series: dict[str, np.ndarray], metri
     ax.plot(t, series["real"], color="black", lw=1.6, label="real video")
     ax.plot(t, series["generated"], color="tab:blue", lw=1.2, label="generated (FMLG)")
     ax.plot(t, series["loudness"], color="tab:orange", lw=0.9, ls="--", alpha=0.8, label="loudness baseline")
+    if "readout" in series:
+        ax.plot(t, series["readout"], color="tab:green", lw=0.9, ls=":", alpha=0.9, label="linear readout")
     g = metrics["generated"]
-    ax.set_title(f"{name}: r = {g['mouth_r']:.2f}, LVE = {g['lve']:.3f} IOD, best lag {g['best_lag']:+d} frames "
-                 f"(loudness r = {metrics['loudness']['mouth_r']:.2f})", fontsize=10)
+    ax.set_title(f"{name}: r at lag 0 = {g['mouth_r']:.2f}, best lag {g['best_lag']:+d} frames, LVE = {g['lve']:.3f} "
+                 f"IOD (loudness r = {metrics['loudness']['mouth_r']:.2f})", fontsize=10)
     ax.set_xlabel("seconds")
     ax.set_ylabel("mouth opening (IOD)")
     ax.set_xlim(0, max(t[-1] if len(t) else 0, 1 / FPS))
@@ -326,47 +387,88 @@ def _fmt(v: float, digits: int = 3, sign: bool = False) -> str:
     return f"{v:+.{digits}f}" if sign else f"{v:.{digits}f}"
 
 
-def markdown_tables(result: dict[str, Any]) -> str:
+#: Methods shown in the per-language and per-speaker tables.
+_COMPARED = ("generated", "readout", "loudness")
+
+
+def _ratio(s: dict, key: str) -> str:
+    true = s.get(f"{key}_true", 0.0)
+    return f"{s[f'{key}_pred'] / true:.2f}" if true else "-"
+
+
+def group_rows(rows: list[dict], key: str) -> dict[str, dict[str, dict]]:
+    """``{group: {method: mean_summary over the group's clips, speaker-weighted}}`` for ``key`` in a row
+    (``"language"`` or ``"speaker"``)."""
+    out: dict[str, dict[str, dict]] = {}
+    for g in sorted({r[key] for r in rows}):
+        part = [r for r in rows if r[key] == g]
+        out[g] = {m: M.mean_summary([r["metrics"][m] for r in part], [r["speaker"] for r in part])
+                  for m in part[0]["metrics"]}
+    return out
+
+
+def markdown_tables(result: dict[str, Any], per_clip: bool = False) -> str:
     """The lip-sync tables of a :func:`evaluate_lipsync` result, as markdown.
 
-    Two tables: the mean over clips, one row per method; then one row per clip for the generator.
-    Velocity is the mean absolute frame-to-frame change of the mouth opening (IOD per frame),
-    jitter the mean absolute second difference (IOD per frame squared).
+    A headline (mouth-opening r at lag 0, mean over speakers), then tables: per method (mean over
+    speakers), per language, per speaker, and with ``per_clip`` one row per clip. Velocity is the mean
+    absolute frame-to-frame change of the mouth opening (IOD per frame), jitter the mean absolute second
+    difference (IOD per frame squared); "std" and "velocity" ratios are generated / real.
     """
     mean = result["mean"]
-    ref = mean["real"]
-    n = ref.get("clips", 0)
+    ref, gen = mean["real"], mean["generated"]
+    speakers = result.get("speakers", {})
+    above = sum(1 for v in speakers.values() if v["generated"]["mouth_r"] > v["loudness"]["mouth_r"])
     lines = [
-        f"Mean over {n} clips ({ref.get('duration_s', 0):.1f} s of speech); velocity and jitter of the mouth "
-        f"opening, real clip {_fmt(ref.get('mouth_velocity_true', 0))} and {_fmt(ref.get('mouth_jitter_true', 0))}; "
-        f"blink rate of the real clips {ref.get('blink_rate_true', 0):.1f}/min.",
+        f"**Mouth-opening r at lag 0: {_fmt(gen['mouth_r'])}** (mean over {gen.get('speakers', 0)} speakers, "
+        f"{ref.get('clips', 0)} clips, {ref.get('duration_s', 0):.1f} s; best lag {_fmt(gen['best_lag'], 1, True)} frames, "
+        f"positive = late); above the loudness baseline for {above} of {len(speakers)} speakers. Amplitude of the "
+        f"generated mouth against the real one: std {_ratio(gen, 'mouth_std')}x, velocity "
+        f"{_ratio(gen, 'mouth_velocity')}x.",
         "",
-        "| method | mouth r | LVE (IOD) | best lag (frames) | mean abs lag | velocity (IOD/frame) | "
+        "| method | mouth r (lag 0) | best lag (frames) | mean abs lag | LVE (IOD) | std (IOD) | velocity (IOD/frame) | "
         "jitter (IOD/frame²) | blinks/min |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for key, label in METHODS.items():
         s = mean.get(key)
         if not s or s.get("clips", 0) == 0:
             continue
         lines.append(
-            f"| {label} | {_fmt(s['mouth_r'])} | {_fmt(s['lve'])} | {_fmt(s['best_lag'], 1, True)} | "
-            f"{_fmt(s['abs_best_lag'], 1)} | {_fmt(s['mouth_velocity_pred'])} | {_fmt(s['mouth_jitter_pred'])} | "
-            f"{s['blink_rate_pred']:.1f} |")
-    lines += [
-        "",
-        "| clip | seconds | tracked | mouth r | loudness r | LVE (IOD) | best lag | velocity gen / real | "
-        "jitter gen / real | blinks/min gen / real |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+            f"| {label} | {_fmt(s['mouth_r'])} | {_fmt(s['best_lag'], 1, True)} | {_fmt(s['abs_best_lag'], 1)} | "
+            f"{_fmt(s['lve'])} | {_fmt(s['mouth_std_pred'])} | {_fmt(s['mouth_velocity_pred'])} | "
+            f"{_fmt(s['mouth_jitter_pred'])} | {s['blink_rate_pred']:.1f} |")
+    shown = [m for m in _COMPARED if m in mean and mean[m].get("clips", 0)]
+    names = {"generated": "FMLG r", "readout": "readout r", "loudness": "loudness r"}
+    lines += ["", "| language | speakers | seconds | " + " | ".join(names[m] for m in shown) + " | FMLG best lag |",
+              "|---|---|---|" + "---|" * len(shown) + "---|"]
+    for lang, g in result.get("languages", {}).items():
+        lines.append(f"| {lang} | {g['generated'].get('speakers', 0)} | {g['real']['duration_s']:.0f} | "
+                     + " | ".join(_fmt(g[m]["mouth_r"]) for m in shown)
+                     + f" | {_fmt(g['generated']['best_lag'], 1, True)} |")
+    lines += ["", "| speaker | language | clips | seconds | A/V offset corrected | " + " | ".join(names[m] for m in shown)
+              + " | best lag | std gen / real | velocity gen / real |",
+              "|---|---|---|---|---|" + "---|" * len(shown) + "---|---|---|"]
+    offsets = {}
     for row in result["clips"]:
-        g, loud = row["metrics"]["generated"], row["metrics"]["loudness"]
-        lines.append(
-            f"| {row['name']} | {row['seconds']:.1f} | {100 * row['valid_fraction']:.0f}% | {_fmt(g['mouth_r'])} | "
-            f"{_fmt(loud['mouth_r'])} | {_fmt(g['lve'])} | {g['best_lag']:+d} | "
-            f"{_fmt(g['mouth_velocity_pred'])} / {_fmt(g['mouth_velocity_true'])} | "
-            f"{_fmt(g['mouth_jitter_pred'])} / {_fmt(g['mouth_jitter_true'])} | "
-            f"{g['blink_rate_pred']:.0f} / {g['blink_rate_true']:.0f} |")
+        offsets.setdefault(row["speaker"], set()).add(row.get("av_offset_frames", 0))
+    for spk, g in speakers.items():
+        lang = next(r["language"] for r in result["clips"] if r["speaker"] == spk)
+        off = ", ".join(f"{o:+d}" for o in sorted(offsets.get(spk, {0})))
+        lines.append(f"| {spk} | {lang} | {g['real']['clips']} | {g['real']['duration_s']:.1f} | {off} | "
+                     + " | ".join(_fmt(g[m]["mouth_r"]) for m in shown)
+                     + f" | {_fmt(g['generated']['best_lag'], 1, True)} | {_ratio(g['generated'], 'mouth_std')} | "
+                     f"{_ratio(g['generated'], 'mouth_velocity')} |")
+    if per_clip:
+        lines += ["", "| clip | speaker | seconds | tracked | A/V offset | mouth r | loudness r | LVE (IOD) | best lag | "
+                  "velocity gen / real | blinks/min gen / real |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for row in result["clips"]:
+            g, loud = row["metrics"]["generated"], row["metrics"]["loudness"]
+            lines.append(
+                f"| {row['name']} | {row['speaker']} | {row['seconds']:.1f} | {100 * row['valid_fraction']:.0f}% | "
+                f"{row.get('av_offset_frames', 0):+d} | {_fmt(g['mouth_r'])} | {_fmt(loud['mouth_r'])} | {_fmt(g['lve'])} | "
+                f"{g['best_lag']:+d} | {_fmt(g['mouth_velocity_pred'])} / {_fmt(g['mouth_velocity_true'])} | "
+                f"{g['blink_rate_pred']:.0f} / {g['blink_rate_true']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -399,6 +501,28 @@ def write_json(path: str | Path, data: dict[str, Any]) -> Path:
 # -- the whole evaluation ---------------------------------------------------------------------
 
 
+def _readout_baseline(model: str | Path | None, settings: TellerSettings):
+    """``(Readout, WhisperFeatures)`` of the checkpoint's linear-readout baseline, or ``(None, None)`` when the
+    checkpoint has none or the Whisper weights are not installed (logged)."""
+    import json as _json
+
+    from ..fmlg.checkpoint import DEFAULT_CHECKPOINT
+    from .readout import Readout
+
+    folder = Path(model) if model is not None else DEFAULT_CHECKPOINT
+    if not (folder / READOUT_FILE).is_file():
+        return None, None
+    try:
+        from ..audio.whisper import SliceConfig, WhisperFeatures, WhisperWeightsError, load_whisper_encoder
+
+        slices = SliceConfig(**_json.loads((folder / "config.json").read_text())["student"]["teacher_slices"])
+        teacher = WhisperFeatures(load_whisper_encoder(settings.whisper_model_dir, slices.layers), slices)
+        return Readout.load(folder / READOUT_FILE), teacher
+    except (WhisperWeightsError, OSError, KeyError, TypeError, ValueError) as exc:
+        log.warning("no linear-readout baseline: %s", exc)
+        return None, None
+
+
 def evaluate_lipsync(
     clips: Sequence[str | Path],
     out: str | Path,
@@ -411,6 +535,7 @@ def evaluate_lipsync(
     settings: TellerSettings | None = None,
     progress: bool = True,
     command: str | None = None,
+    split: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate the generator on real clips and write the report files (see the module docstring).
 
@@ -426,6 +551,7 @@ def evaluate_lipsync(
         settings: sampling and framing options (None: from the environment).
         progress: a progress bar on stderr.
         command: the command line, recorded in the JSON.
+        split: the speaker split the clips were taken from (recorded in the JSON).
 
     Returns:
         The result dict also written to ``lipsync.json``: ``clips`` (a row per clip, see
@@ -446,6 +572,7 @@ def evaluate_lipsync(
 
     settings = settings or TellerSettings()
     model = model if model is not None else settings.model_dir
+    readout, teacher = _readout_baseline(model, settings)
     out = Path(out)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     if sheets:
@@ -473,7 +600,11 @@ def evaluate_lipsync(
             log.warning("skipping %s: %s", path.name, exc)
             continue
         motion = generator.generate(clip.audio, clip.sample_rate)
-        row, series = evaluate_clip(clip, motion, seed=seed, max_lag=max_lag)
+        base = None
+        if readout is not None:
+            n = min(len(motion), clip.num_frames)
+            base = readout_motion(readout, teacher.clip(clip.audio, n), n)
+        row, series = evaluate_clip(clip, motion, seed=seed, max_lag=max_lag, readout=base)
         row["plot"] = str(plot_mouth(out / "plots" / f"{clip.name}.png", clip.name, series, row["metrics"])
                           .relative_to(out))
         if renderer is not None:
@@ -483,7 +614,9 @@ def evaluate_lipsync(
         rows.append(row)
     bar.close()
 
-    mean = {name: M.mean_summary([r["metrics"][name] for r in rows]) for name in METHODS}
+    speakers = [r["speaker"] for r in rows]
+    mean = {name: M.mean_summary([r["metrics"][name] for r in rows if name in r["metrics"]],
+                                 [r["speaker"] for r in rows if name in r["metrics"]]) for name in METHODS}
     result = {
         "kind": "lipsync",
         "version": RESULT_VERSION,
@@ -498,11 +631,14 @@ def evaluate_lipsync(
         "shift_frames": SHIFT_FRAMES,
         "methods": METHODS,
         "mean": mean,
+        "languages": group_rows(rows, "language") if rows else {},
+        "speakers": group_rows(rows, "speaker") if rows else {},
+        "split": split,
         "clips": rows,
         "skipped": skipped,
         "wall_seconds": round(time.perf_counter() - start, 1),
     }
     write_json(out / "lipsync.json", result)
     with atomic_path(out / "lipsync.md") as tmp:
-        tmp.write_text(f"# Lip sync: `{command or 'teller-agent eval lipsync'}`\n\n" + markdown_tables(result))
+        tmp.write_text(f"# Lip sync: `{command or 'teller-agent eval lipsync'}`\n\n" + markdown_tables(result, per_clip=True))
     return result

@@ -541,6 +541,7 @@ def summarize(pred_landmarks: np.ndarray, true_landmarks: np.ndarray, fps: float
         * ``lve``: :func:`lip_vertex_error`, inter-ocular distances;
         * ``best_lag`` (int frames, positive = pred late) and ``best_lag_r``
           (its :func:`lagged_pearson`), from the mouth openings;
+        * ``mouth_std_pred``/``_true`` (IOD): standard deviation of the mouth openings (amplitude);
         * ``mouth_velocity_pred``/``_true`` (IOD per frame) and
           ``mouth_jitter_pred``/``_true`` (IOD per frame squared): :func:`velocity`
           and :func:`jitter` of the mouth openings;
@@ -566,6 +567,8 @@ def summarize(pred_landmarks: np.ndarray, true_landmarks: np.ndarray, fps: float
         "lve": lip_vertex_error(pred, true),
         "best_lag": lag,
         "best_lag_r": lagged_pearson(mouth_pred, mouth_true, lag),
+        "mouth_std_pred": float(np.std(mouth_pred)) if len(mouth_pred) else 0.0,
+        "mouth_std_true": float(np.std(mouth_true)) if len(mouth_true) else 0.0,
         "mouth_velocity_pred": velocity(mouth_pred),
         "mouth_velocity_true": velocity(mouth_true),
         "mouth_jitter_pred": jitter(mouth_pred),
@@ -581,11 +584,14 @@ def summarize(pred_landmarks: np.ndarray, true_landmarks: np.ndarray, fps: float
 ADDITIVE_KEYS = ("num_frames", "duration_s")
 
 
-def mean_summary(summaries: Sequence[dict[str, float | int]]) -> dict[str, float | int]:
+def mean_summary(summaries: Sequence[dict[str, float | int]], speakers: Sequence[str] | None = None
+                 ) -> dict[str, float | int]:
     """Combine the :func:`summarize` dicts of several clips into one row.
 
     Every metric is the unweighted mean over clips (each clip counts once,
-    whatever its length), except :data:`ADDITIVE_KEYS` (``num_frames``,
+    whatever its length) or, with ``speakers`` (one label per summary), the
+    mean over speakers of each speaker's frame-weighted mean
+    (:func:`speaker_mean`), except :data:`ADDITIVE_KEYS` (``num_frames``,
     ``duration_s``), which are summed. ``best_lag`` becomes a float mean and
     ``abs_best_lag`` (mean of ``|best_lag|``, frames) is added, since lags of
     opposite signs would cancel in the mean. Non-numeric values are ignored.
@@ -611,9 +617,35 @@ def mean_summary(summaries: Sequence[dict[str, float | int]]) -> dict[str, float
         if set(numeric(s)) != set(keys):
             raise ValueError(f"summary {i} has keys {sorted(numeric(s))}, summary 0 has {sorted(keys)}")
     out: dict[str, float | int] = {"clips": len(summaries)}
+    frames = [int(s.get("num_frames", 1)) for s in summaries]
+
+    def mean(values: list[float]) -> float:
+        return float(np.mean(values)) if speakers is None else speaker_mean(values, speakers, frames)
+
     for k in keys:
         values = [s[k] for s in summaries]
-        out[k] = sum(values) if k in ADDITIVE_KEYS else float(np.mean(values))
+        out[k] = sum(values) if k in ADDITIVE_KEYS else mean(values)
     if "best_lag" in keys:
-        out["abs_best_lag"] = float(np.mean([abs(s["best_lag"]) for s in summaries]))
+        out["abs_best_lag"] = mean([abs(s["best_lag"]) for s in summaries])
+    if speakers is not None:
+        out["speakers"] = len(set(speakers))
     return out
+
+
+def speaker_mean(values: Sequence[float], speakers: Sequence[str], frames: Sequence[int]) -> float:
+    """The mean over speakers of each speaker's frame-weighted mean of per-clip ``values``.
+
+    The headline aggregate of the lip-sync evaluation: a speaker with thirty 1.2 s clips counts as much as
+    one with a single 50 s clip. 0.0 for no clips.
+
+    Args:
+        values: per clip (e.g. mouth-opening r at lag 0).
+        speakers: per clip, the speaker label.
+        frames: per clip, the frame count (weights within a speaker).
+    """
+    by: dict[str, list[tuple[float, int]]] = {}
+    for v, s, n in zip(values, speakers, frames):
+        by.setdefault(s, []).append((float(v), max(int(n), 1)))
+    if not by:
+        return 0.0
+    return float(np.mean([np.average([v for v, _ in rows], weights=[n for _, n in rows]) for rows in by.values()]))

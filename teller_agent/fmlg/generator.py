@@ -1,38 +1,37 @@
 """Streaming speech -> motion: :class:`MotionGenerator`.
 
 Audio of any sample rate arrives in chunks of any size; each 25 fps motion
-frame is produced as soon as its audio and the encoder's look-ahead (40 ms plus
-the 15 ms tail of the last mel window) have arrived. Per frame:
+frame is produced as soon as its audio and the audio encoder's look-ahead
+(:attr:`MotionGenerator.latency_s`) have arrived. Per frame:
 
-1. the causal audio encoder embeds the frame's 4 log-mel frames (incremental conv state),
+1. the audio encoder embeds the frame's audio (:mod:`teller_agent.fmlg.audio_stream`: by default the
+   causal audio student distilled from Whisper, :mod:`teller_agent.audio.student`, incremental state),
 2. the transformer takes ``audio embedding + previous frame's token embeddings``
    as one new position, attending over its sliding-window KV cache (bounded memory
    for endless streams; :class:`~teller_agent.fmlg.qwen2_step.Qwen2Stepper` runs the
    ``Qwen2Model`` weights one position at a time),
 3. the depth head samples the frame's motion tokens coarse to fine with top-k
-   sampling (Teller uses k = 15) at one temperature for lips and another for
+   sampling (Teller, sec. 4.1: k = 15) at one temperature for lips and another for
    head pose, blinks and brows; the sampled tokens are fed back as the next
    frame's input,
 4. the RVQ decoders turn the tokens into a motion latent frame (incremental conv state).
    By default the lips are decoded from the *expected* code of each mouth RVQ
    level under the model's top-k distribution (given the sampled coarser levels)
    rather than from the sampled codes: the conditional mean instead of one draw,
-   which cuts the frame-to-frame lip jitter of sampling by about a third and
-   follows the audio more closely (shipped checkpoint, held-out mouth-opening r
-   0.306 -> 0.364, mean of seeds 0-2). It needs no extra look-ahead and is computed
-   per frame like the rest; the sampled tokens (fed back, and used for the head)
-   are unchanged.
+   steadier from frame to frame and closer to the audio (the model card compares).
+   It needs no extra look-ahead; the sampled tokens (fed back, and used for the
+   head) are unchanged.
 5. **Lip particles.** That expectation is still conditioned on one sampled token
    history. ``lip_particles`` = P chains are sampled side by side from the same
    audio (a batch of P in the transformer, each with its own KV cache and fed its
    own tokens back) and the lips are decoded from the mean of their P expected
    mouth latents: a Monte Carlo estimate of the lips' conditional mean given the
    audio alone. The head pose, blinks and brows come from the first chain, so
-   they stay a single, lively sample. Shipped checkpoint, held-out mouth-opening r
-   (mean of seeds 0-2): 0.364 with P = 1, 0.382 with 3, 0.394 with 4 (the
-   default), 0.397 with 6; each chain adds about 0.3 ms per frame on one core.
-   Particle 0 draws the same random numbers whatever P is, so P = 1 is exactly
-   the single-chain generator.
+   they stay a single, lively sample. Particle 0 draws the same random numbers
+   whatever P is, so P = 1 is exactly the single-chain generator.
+6. A conditional mean is smaller than any real mouth movement; the decoded mouth
+   expression deltas are scaled by the checkpoint's calibrated ``mouth_gain``
+   around the rest face (:class:`~teller_agent.fmlg.model.GeneratorConfig`).
 
 Random draws are seeded per frame from ``(seed, frame index)``, and every
 stage runs one frame at a time, so feeding a clip in 10 ms chunks or in one
@@ -50,9 +49,10 @@ from ..audio.encoder import SAMPLES_PER_FRAME
 from ..audio.resampler import StreamResampler, as_mono_float
 from ..audio.features import MELS_PER_FRAME, N_MELS, WIN_LENGTH, LogMelStream
 from ..motion.latent import MotionLatent
+from .audio_stream import make_audio_stream
 from .checkpoint import FMLGCheckpoint, load_checkpoint
 from .qwen2_step import Qwen2Stepper
-from .tokenizer import features_to_motion
+from .tokenizer import MOUTH_DIM, features_to_motion
 
 
 class MotionGenerator:
@@ -91,8 +91,9 @@ class MotionGenerator:
         self.model = ck.generator
         self.seed, self.top_k = seed, top_k
         cfg = self.model.cfg
-        self.lookahead = cfg.lookahead
-        self.mel_lead = cfg.mel_lead
+        self._audio = make_audio_stream(self.model, ck.student, ck.teacher)
+        self.lookahead = self._audio.wait_frames
+        self.mel_lead = self._audio.mel_lead
         self._temps = [temperature_mouth] * cfg.mouth_tokens + [temperature_head] * (
             cfg.tokens_per_frame - cfg.mouth_tokens
         )
@@ -190,8 +191,7 @@ class MotionGenerator:
         self._resampler: StreamResampler | None = None
         self._mel = LogMelStream(self.mel_lead)
         self._mel_pending = np.zeros((0, N_MELS), np.float32)
-        self._audio_state: list | None = None
-        self._audio_outputs = 0
+        self._audio.reset()
         self._samples = 0
         self._segment_start = self._frame
 
@@ -200,13 +200,13 @@ class MotionGenerator:
         pending = np.concatenate([self._mel_pending, mel]) if len(mel) else self._mel_pending
         frames = []
         while len(pending) >= MELS_PER_FRAME and (limit is None or self._frame < limit):
-            chunk = torch.from_numpy(pending[None, :MELS_PER_FRAME])
+            # one video frame of mel at a time: a frame is made as soon as its audio is in
+            embs = self._audio.push(pending[:MELS_PER_FRAME])
             pending = pending[MELS_PER_FRAME:]
-            emb, self._audio_state = self.model.audio.step(chunk, self._audio_state)
-            self._audio_outputs += 1
-            if self._audio_outputs <= self.lookahead:
-                continue  # the first outputs only fill the look-ahead
-            frames.append(self._decode(self._sample_tokens(emb[0, -1])))
+            for emb in embs:
+                if limit is not None and self._frame >= limit:
+                    break
+                frames.append(self._decode(self._sample_tokens(emb)))
         self._mel_pending = pending
         if not frames:
             return MotionLatent.neutral(0, 68)
@@ -241,7 +241,11 @@ class MotionGenerator:
         for name, codec, q in (("mouth", tok.mouth, self._mouth_q), ("head", tok.head, head_q)):
             y, self._dec_state[name] = codec.decoder.step(q[None, None], self._dec_state[name])
             out.append(y[0])
-        return torch.cat(out, -1) * tok.std + tok.mean
+        features = torch.cat(out, -1) * tok.std + tok.mean
+        gain = self.model.cfg.mouth_gain
+        if gain != 1.0:  # calibrated amplitude of the lips around the rest face (GeneratorConfig.mouth_gain)
+            features[:, :MOUTH_DIM] *= gain
+        return features
 
 
 def _code_sum(codebooks: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:

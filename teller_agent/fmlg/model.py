@@ -23,7 +23,7 @@ all ``K`` tokens (mouth levels, then head levels).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
@@ -32,7 +32,6 @@ from transformers import Qwen2Config, Qwen2Model
 
 from ..audio.encoder import CausalAudioEncoder
 from ..audio.features import HOP_LENGTH, SAMPLE_RATE, WIN_LENGTH
-from ..audio.whisper import WhisperAudioEncoder
 
 
 @dataclass
@@ -62,15 +61,33 @@ class GeneratorConfig:
     prev_mask_head: float = 0.15
     # Depth head: 1 = one coarse-to-fine chain over all K tokens, 2 = mouth and head chains side by side.
     depth_streams: int = 2
-    # Audio encoder: "conv" (CausalAudioEncoder, trained with the generator) or "whisper" (a frozen
-    # pretrained Whisper encoder over ``whisper_window``-frame windows, teller_agent.audio.whisper).
-    audio_encoder: str = "conv"
-    whisper_window: int = 25
+    # Audio encoder (see AUDIO_ENCODERS): "student" (Whisper features from the causal student distilled
+    # from Whisper, teller_agent.audio.student; its weights ship in the checkpoint), "whisper" (the Whisper
+    # encoder itself on slices, teller_agent.audio.whisper) or "conv" (a causal conv encoder on log-mel
+    # trained with the generator; checkpoints before the Whisper features).
+    audio_encoder: str = "student"
+    # Width of the audio features of "student" and "whisper" (Whisper base: 512).
+    audio_dim: int = 512
+    # "whisper" only: the teacher's SliceConfig as a dict.
+    whisper_slices: dict = field(default_factory=dict)
+    # Inference calibration (not trained): the decoded mouth expression deltas (jaw + lips, face widths) are
+    # multiplied by this around the rest face. Decoding the lips from the conditional mean (expected codes,
+    # lip particles) shrinks their amplitude toward the rest face; the gain restores the real speakers'
+    # amplitude, measured on the validation speakers (train.evaluate.calibrate_mouth_gain).
+    mouth_gain: float = 1.0
 
     @property
     def lookahead_ms(self) -> float:
-        """Future audio each frame's embedding sees, milliseconds: ``lookahead`` frames of 40 ms plus
-        what the last mel window reaches past them (15 ms without a lead)."""
+        """Future audio a frame waits for before it can be made, milliseconds (the most over frames).
+
+        ``"conv"``: ``lookahead`` frames of 40 ms plus what the last mel window reaches past them (15 ms
+        without a lead); ``"student"``: ``40 lookahead`` (hop-aligned mel frames); ``"whisper"``: the first
+        frame of a slice waits for the rest of its slice and the slice's look-ahead."""
+        if self.audio_encoder == "whisper":
+            sl = self.whisper_slices
+            return 40.0 * (sl.get("slice_frames", 5) - 1 + sl.get("lookahead_frames", 5))
+        if self.audio_encoder == "student":
+            return 40.0 * self.lookahead
         return 40.0 * self.lookahead + (WIN_LENGTH - HOP_LENGTH - self.mel_lead) / SAMPLE_RATE * 1000.0
 
     def to_dict(self) -> dict:
@@ -80,6 +97,8 @@ class GeneratorConfig:
     def from_dict(cls, d: dict) -> GeneratorConfig:
         d = dict(d)
         d.setdefault("depth_streams", 1)  # checkpoints written before the option had one chain
+        d.pop("whisper_window", None)  # the per-frame transformers Whisper windows (replaced by slices)
+        d.setdefault("audio_encoder", "conv")  # checkpoints written before the Whisper features
         return cls(**d)
 
     def backbone_config(self) -> Qwen2Config:
@@ -203,30 +222,48 @@ class DepthSampler:
         return tokens if mean is None else (tokens, mean)
 
 
+#: The audio encoders a generator can be trained on (:attr:`GeneratorConfig.audio_encoder`).
+AUDIO_ENCODERS = ("student", "whisper", "conv")
+
+
+class FeatureProjection(nn.Module):
+    """Per-frame Whisper features (B, T, audio_dim) -> audio embeddings (B, T, d_model):
+    LayerNorm, Linear, GELU, Linear (the features' temporal context comes from the encoder that made them)."""
+
+    def __init__(self, audio_dim: int, d_model: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(audio_dim)
+        self.inp = nn.Linear(audio_dim, d_model)
+        self.out = nn.Linear(d_model, d_model)
+        #: Frames of audio input before the first embedded frame that :meth:`forward` needs (none).
+        self.receptive_field = 0
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.out(F.gelu(self.inp(self.norm(features))))
+
+
 class MotionTokenGenerator(nn.Module):
-    """Audio log-mel -> motion token logits, autoregressive over video frames.
+    """Audio -> motion token logits, autoregressive over video frames.
 
     Args:
         cfg: hyper-parameters (default :class:`GeneratorConfig`).
-        whisper: the ``transformers`` Whisper encoder to use when ``cfg.audio_encoder == "whisper"``
-            (see :func:`~teller_agent.audio.whisper.load_whisper_encoder`); its weights are not part
-            of this module's saved state.
+
+    The audio input of :meth:`forward` is log-mel for ``audio_encoder = "conv"`` and per-frame Whisper
+    features (from the student or the teacher, computed outside this module) otherwise.
 
     Raises:
-        ValueError: unknown ``cfg.audio_encoder``, or "whisper" without ``whisper``.
+        ValueError: unknown ``cfg.audio_encoder``.
     """
 
-    def __init__(self, cfg: GeneratorConfig | None = None, whisper: nn.Module | None = None):
+    def __init__(self, cfg: GeneratorConfig | None = None):
         super().__init__()
         self.cfg = cfg = cfg or GeneratorConfig()
         if cfg.audio_encoder == "conv":
             self.audio = CausalAudioEncoder(cfg.d_model, cfg.audio_hidden, cfg.lookahead)
-        elif cfg.audio_encoder == "whisper":
-            if whisper is None:
-                raise ValueError("audio_encoder 'whisper' needs a Whisper encoder (load_whisper_encoder(path))")
-            self.audio = WhisperAudioEncoder(whisper, cfg.d_model, cfg.lookahead, cfg.whisper_window)
+        elif cfg.audio_encoder in ("student", "whisper"):
+            self.audio = FeatureProjection(cfg.audio_dim, cfg.d_model)
         else:
-            raise ValueError(f"audio_encoder must be 'conv' or 'whisper', got {cfg.audio_encoder!r}")
+            raise ValueError(f"audio_encoder must be one of {AUDIO_ENCODERS}, got {cfg.audio_encoder!r}")
         self.token_embed = nn.Embedding(cfg.tokens_per_frame * cfg.codebook_size, cfg.d_model)
         self.bos = nn.Parameter(torch.zeros(cfg.d_model))
         self.prev_mask = nn.Parameter(torch.zeros(cfg.tokens_per_frame, cfg.d_model))
@@ -241,13 +278,14 @@ class MotionTokenGenerator(nn.Module):
             return audio_emb + self.bos
         return audio_emb + self.token_embed(prev_tokens + self.offsets).sum(2)
 
-    def forward(self, mel: torch.Tensor, tokens: torch.Tensor, first_is_bos: torch.Tensor,
+    def forward(self, audio: torch.Tensor, tokens: torch.Tensor, first_is_bos: torch.Tensor,
                 return_hidden: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Teacher-forced logits.
 
         Args:
-            mel: (B, 4 (T + lookahead + context), 80) log-mel; the first ``context`` frames
-                (``mel.shape[1] // 4 - T - lookahead``) only warm up the causal audio encoder.
+            audio: ``"conv"``: (B, 4 (T + lookahead + context), 80) log-mel, whose first ``context`` frames
+                (``mel.shape[1] // 4 - T - lookahead``) only warm up the causal audio encoder; otherwise
+                (B, T', audio_dim) float32 Whisper features whose last T rows are the T frames' (T' >= T).
             tokens: (B, T + 1, K) int64: the frame before the window, then the T target frames.
             first_is_bos: (B,) bool: the window starts the clip (the frame before is BOS).
             return_hidden: also return the transformer output and the audio embeddings (training
@@ -258,16 +296,16 @@ class MotionTokenGenerator(nn.Module):
             ``(logits, h (B, T, D), audio_emb (B, T, D))``.
         """
         t = tokens.shape[1] - 1
-        audio_emb = self.audio(mel)[:, -t:]
+        audio_emb = self.audio(audio if self.cfg.audio_encoder == "conv" else audio[:, -t:])[:, -t:]
         prev = self.token_embed(tokens[:, :-1] + self.offsets)  # (B, T, K, D)
         if self.training:
             cfg = self.cfg
-            p = torch.full((cfg.tokens_per_frame,), cfg.prev_mask_head, device=mel.device)
+            p = torch.full((cfg.tokens_per_frame,), cfg.prev_mask_head, device=audio.device)
             p[: cfg.mouth_tokens] = cfg.prev_mask_mouth
-            masked = torch.rand(prev.shape[:3], device=mel.device) < p
+            masked = torch.rand(prev.shape[:3], device=audio.device) < p
             prev = torch.where(masked[..., None], self.prev_mask, prev)
         prev = prev.sum(2)
-        bos_rows = first_is_bos[:, None, None] & (torch.arange(t, device=mel.device) == 0)[None, :, None]
+        bos_rows = first_is_bos[:, None, None] & (torch.arange(t, device=audio.device) == 0)[None, :, None]
         x = audio_emb + torch.where(bos_rows, self.bos.expand_as(prev), prev)
         h = self.backbone(inputs_embeds=x, use_cache=False).last_hidden_state
         logits = self.depth(h, tokens[:, 1:])

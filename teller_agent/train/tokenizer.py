@@ -71,7 +71,7 @@ def train_tokenizer(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     train = load_clips(dataset, split="train")
-    heldout = load_clips(dataset, split="heldout", kinds=("real",))
+    validation = load_clips(dataset, split="validation", kinds=("real",))
     tokenizer = MotionTokenizer(config)
     tokenizer.set_stats(np.concatenate([c.features for c in train]))
     opt = torch.optim.AdamW(tokenizer.parameters(), lr=lr, weight_decay=1e-4)
@@ -97,9 +97,10 @@ def train_tokenizer(
         history["train commitment"][0].append(step)
         history["train commitment"][1].append(max(commit.item(), 1e-6))
         bar.set_postfix(rec=f"{rec_loss.item():.4f}")
-    report = reconstruction_report(tokenizer, heldout or train[:5])
+    report = reconstruction_report(tokenizer, validation or train[:5])
     metrics = {"tokenizer_steps": steps, "tokenizer_minutes": round((time.time() - start) / 60, 1),
-               "tokenizer_reconstruction": report, "tokenizer_eval_clips": "heldout" if heldout else "train", "tokenizer_command": command}
+               "tokenizer_reconstruction": report, "tokenizer_eval_clips": "validation" if validation else "train",
+               "tokenizer_command": command}
     out = Path(out)
     save_checkpoint(out, tokenizer, info=metrics)
     plot_curves(out / "tokenizer_loss.png", history, "motion tokenizer: normalised reconstruction MSE")
