@@ -33,10 +33,11 @@ def _opening(portrait, motion) -> np.ndarray:
 
 def test_shipped_checkpoint_is_small_and_documented():
     files = list(DEFAULT_CHECKPOINT.glob("*.safetensors"))
-    assert {f.name for f in files} == {"tokenizer.safetensors", "generator.safetensors"}
+    assert {f.name for f in files} == {"tokenizer.safetensors", "generator.safetensors", "audio_student.safetensors"}
     assert all(f.stat().st_size < 25 * 2**20 for f in files)
     info = json.loads((DEFAULT_CHECKPOINT / "config.json").read_text())["info"]
-    assert info["tokenizer_reconstruction"] and info["heldout_mouth_r"] is not None
+    assert info["tokenizer_reconstruction"] and info["validation_mouth_r"] is not None
+    assert sum(row["shipped"] for row in info["lookahead_study"]) == 1  # the look-ahead table, one row shipped
     assert (DEFAULT_CHECKPOINT / "README.md").is_file()
 
 
@@ -58,7 +59,8 @@ def test_tokenizer_round_trip_within_reported_error(shared_data):
 def test_silence_closes_the_mouth_and_speech_opens_it(portrait, shared_data, seed):
     generator = MotionGenerator(seed=seed)  # several sampling seeds: the margins hold for each take
     silent = generator.generate(np.zeros(3 * SAMPLE_RATE, np.float32), SAMPLE_RATE)
-    pcm, _ = load_audio(shared_data / "talking" / "styletalk__andrew_clip_2.wav", SAMPLE_RATE)  # held out
+    # a held-out speaker (teller_agent/data/speakers.tsv)
+    pcm, _ = load_audio(shared_data / "talking" / "SadTalker__WDA_BobMenendez_000.mp4", SAMPLE_RATE)
     speech = generator.generate(pcm[: 6 * SAMPLE_RATE], SAMPLE_RATE)
     rest = _opening(portrait, FACE68.neutral(1))[0]
     quiet, talking = _opening(portrait, silent) - rest, _opening(portrait, speech) - rest

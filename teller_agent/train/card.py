@@ -198,7 +198,12 @@ def write_model_card(checkpoint: str | Path, dataset: str | Path, commands: list
         f"{_num(info.get('validation_loudness_r'))}; with one lip particle "
         f"{_num((info.get('validation_mouth_r_by_particles') or {}).get('1'))}.",
         "",
-    ] + _lookahead_table(info) + _heldout(results) + [
+    ] + ([
+        f"Lip amplitude: decoded from the conditional mean, the generated mouth opening had "
+        f"{_num(info.get('validation_mouth_std_ratio_at_gain_1'))}x the real speakers' standard deviation on the "
+        f"validation speakers; the mouth expression deltas are scaled by `mouth_gain` = {info['mouth_gain']} around "
+        f"the rest face (`teller_agent.train.evaluate.calibrate_mouth_gain`; r and lags do not change).", "",
+    ] if info.get("mouth_gain") else []) + _lookahead_table(info) + _heldout(results) + [
         f"Training time on the CPU (one core): tokenizer {info.get('tokenizer_minutes')} min, student "
         f"{info.get('student_minutes')} min, generator {info.get('generator_minutes')} min.",
         "",
