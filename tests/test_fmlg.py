@@ -70,6 +70,22 @@ def test_chunked_equals_one_shot(tiny_checkpoint, chunk_ms):
     np.testing.assert_array_equal(chunked.flat(), whole.flat())
 
 
+def test_the_students_numpy_streamer_matches_its_torch_step():
+    """The live path (numpy, one frame at a time) computes what training's torch forward computes."""
+    torch.manual_seed(1)
+    student = AudioStudent(StudentConfig(dim=24, hidden=16, lookahead=2, dilations=(1, 2, 4))).eval()
+    mel = torch.randn(1, 4 * 30, 80)
+    stream, state, parts = student.streamer(), None, []
+    for i in range(30):
+        y, state = stream(mel[:, 4 * i : 4 * i + 4], state)
+        parts.append(y)
+    with torch.no_grad():
+        whole, _ = student.step(mel, None)
+    np.testing.assert_allclose(torch.cat(parts, 1).numpy(), whole.numpy(), atol=1e-5, rtol=1e-5)
+    several, _ = stream(mel, None)  # several frames in one call: the same
+    np.testing.assert_allclose(several.numpy(), whole.numpy(), atol=1e-5, rtol=1e-5)
+
+
 def test_mouth_gain_scales_only_the_lips_around_the_rest_face(tiny_checkpoint):
     from teller_agent.fmlg.tokenizer import MOUTH_KEYPOINTS, motion_to_features
 

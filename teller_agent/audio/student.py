@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from ..modules.causal_conv import CausalConvStack
+from ..modules.causal_conv import CausalConvStack, ConvStackStepper
 from .features import MELS_PER_FRAME, N_MELS
 
 
@@ -93,6 +93,21 @@ class AudioStudent(nn.Module):
         ``u - lookahead``) and the new state; the same as :meth:`forward` on the whole stream."""
         y, state = self.net.step(stack_mel(mel), state)
         return y * self.std + self.mean, state
+
+    def streamer(self):
+        """:meth:`step` for live streaming, computed in numpy
+        (:class:`~teller_agent.modules.causal_conv.ConvStackStepper`: the same outputs to float rounding,
+        several times cheaper per frame). Returns ``step(mel, state) -> (features, state)`` with ``mel``
+        (1, 4 n, 80) and ``features`` (1, n, dim) float32 tensors, like :meth:`step`; the weights are
+        copied when it is made."""
+        stepper = ConvStackStepper(self.net)
+        mean, std = self.mean.detach().numpy(), self.std.detach().numpy()
+
+        def step(mel: torch.Tensor, state: list | None) -> tuple[torch.Tensor, list]:
+            y, state = stepper.step(stack_mel(mel)[0].numpy(), state)
+            return torch.from_numpy(y * std + mean)[None], state
+
+        return step
 
 
 def stack_mel(mel: torch.Tensor) -> torch.Tensor:

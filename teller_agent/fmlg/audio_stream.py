@@ -93,7 +93,7 @@ def make_audio_stream(model: MotionTokenGenerator, student: AudioStudent | None 
     if kind == "student":
         if student is None:
             raise ValueError("this generator needs its audio student (audio_student.safetensors)")
-        return _FrameStream(student.step, model.audio, student.lookahead, HOP_ALIGNED_LEAD)
+        return _FrameStream(student.streamer(), model.audio, student.lookahead, HOP_ALIGNED_LEAD)
     if kind == "whisper":
         if teacher is None:
             raise ValueError("this generator needs the Whisper encoder (load_whisper_encoder)")

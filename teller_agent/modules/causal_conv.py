@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -78,3 +79,59 @@ class CausalConvStack(nn.Module):
             x, s = block.step(x, s)
             new_state.append(s)
         return self.out(self.norm(x)), new_state
+
+
+class ConvStackStepper:
+    """Streams a trained :class:`CausalConvStack` one frame at a time in numpy float32.
+
+    A streamed frame of a small conv stack is a few hundred thousand multiply-adds spread over about ten
+    tensor ops per block, so torch's per-op dispatch (several microseconds each) costs more than the
+    arithmetic; the same weights in numpy run a frame several times faster. Outputs equal
+    :meth:`CausalConvStack.step` to float rounding (the streaming engine uses this path for every frame,
+    chunked or not, so chunking still never changes a result).
+
+    Args:
+        stack: the trained stack (its weights are copied; later changes to it are not seen).
+    """
+
+    def __init__(self, stack: CausalConvStack):
+        def f(t: torch.Tensor) -> np.ndarray:
+            return t.detach().cpu().float().numpy()
+
+        self.inp = (np.ascontiguousarray(f(stack.inp.weight).T), f(stack.inp.bias))
+        self.blocks = []
+        for b in stack.blocks:
+            w = f(b.conv.weight)  # (out, in, kernel); a tap vector is (in, kernel) flattened in that order
+            self.blocks.append((f(b.norm.weight), f(b.norm.bias), b.norm.eps,
+                                np.ascontiguousarray(w.reshape(w.shape[0], -1).T), f(b.conv.bias),
+                                np.ascontiguousarray(f(b.proj.weight).T), f(b.proj.bias), b.dilation, b.pad))
+        self.norm = (f(stack.norm.weight), f(stack.norm.bias), stack.norm.eps)
+        self.out = (np.ascontiguousarray(f(stack.out.weight).T), f(stack.out.bias))
+        self.hidden = stack.inp.out_features
+
+    @staticmethod
+    def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
+        inv = np.float32(1.0 / x.shape[-1])
+        xc = x - np.add.reduce(x, -1, keepdims=True) * inv
+        var = np.add.reduce(xc * xc, -1, keepdims=True) * inv
+        return xc * (np.float32(1.0) / np.sqrt(var + np.float32(eps))) * weight + bias
+
+    def step(self, x: np.ndarray, state: list | None) -> tuple[np.ndarray, list]:
+        """Frames ``x`` (n, in) float32 after those summarised by ``state`` (None at the start).
+        Returns (n, out) float32 and the new state (per block, the last ``pad`` normalised frames)."""
+        from scipy.special import erf
+
+        state = list(state) if state is not None else [np.zeros((blk[8], self.hidden), np.float32)
+                                                       for blk in self.blocks]
+        h = x.astype(np.float32, copy=False) @ self.inp[0] + self.inp[1]  # (n, hidden)
+        for i, (nw, nb, eps, wc, bc, wp, bp, dilation, pad) in enumerate(self.blocks):
+            hist = np.concatenate([state[i], self._layer_norm(h, nw, nb, eps)])  # (pad + n, hidden)
+            if len(h) == 1:  # the live case: one frame
+                taps = hist[::dilation].T.reshape(1, -1)
+            else:
+                taps = np.stack([hist[t : t + pad + 1 : dilation].T.reshape(-1) for t in range(len(h))])
+            y = taps @ wc + bc
+            y = np.float32(0.5) * y * (np.float32(1.0) + erf(y * np.float32(1 / np.sqrt(2))))  # exact GELU
+            h = h + y @ wp + bp
+            state[i] = hist[len(hist) - pad :]
+        return (self._layer_norm(h, *self.norm) @ self.out[0] + self.out[1]).astype(np.float32), state
