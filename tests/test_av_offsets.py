@@ -49,6 +49,20 @@ def test_align_frames_pairs_each_face_frame_with_its_speech():
     assert n == 7 and face[m] == 0
 
 
+def test_align_clip_cuts_the_samples_and_every_per_frame_array():
+    audio = np.arange(int(10.5 * 640), dtype=np.float32)  # 10.5 frames of speech (the last one partial)
+    feats, valid, empty = np.arange(10), np.ones(10, bool), np.zeros((0, 68, 2))
+    cut_audio, cut_feats, cut_valid, cut_empty = S.align_clip(3, audio, feats, valid, empty)
+    assert cut_audio[0] == 3 * 640 and len(cut_audio) == len(audio) - 3 * 640
+    np.testing.assert_array_equal(cut_feats, np.arange(8))  # 11 - 3 frames of speech left
+    assert len(cut_valid) == 8 and cut_empty.shape == (0, 68, 2)
+    early_audio, early_feats = S.align_clip(-2, audio, feats)
+    np.testing.assert_array_equal(early_audio, audio)  # speech early: only face frames go
+    assert list(early_feats) == list(range(2, 10))
+    same_audio, same_feats = S.align_clip(0, audio, feats)  # nothing to cut
+    assert same_audio is audio and same_feats is feats
+
+
 def test_offsets_table_round_trips(tmp_path):
     e = S.SyncEstimate("clip_a", 2, True, 0.3, 0.6, "clip", True)
     path = S.save_offsets({"clip_a": e}, tmp_path / "o.tsv")

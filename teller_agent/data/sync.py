@@ -132,6 +132,26 @@ def align_frames(offset: int, audio_frames: int, motion_frames: int) -> tuple[in
     return audio_start, motion_start, frames
 
 
+def align_clip(offset: int, audio: np.ndarray, *frames):
+    """Cut a clip by :func:`align_frames` so that face frame ``j`` shows the speech of audio frame ``j``.
+
+    Args:
+        offset: the clip's audio/video offset, frames (0: nothing is cut).
+        audio: (N,) 16 kHz samples (the last video frame's audio may be partial).
+        frames: per-frame arrays (the first one sets the number of face frames, e.g. motion features or a
+            :class:`~teller_agent.motion.latent.MotionLatent`); an empty one stays empty.
+
+    Returns:
+        ``(audio, *frames)``, cut.
+    """
+    from ..audio.encoder import SAMPLES_PER_FRAME
+
+    if not offset:
+        return (audio, *frames)
+    a, m, n = align_frames(offset, -(-len(audio) // SAMPLES_PER_FRAME), len(frames[0]))
+    return (audio[a * SAMPLES_PER_FRAME :], *(f[m : m + n] if len(f) else f for f in frames))
+
+
 def _estimate(curves: list[tuple[np.ndarray, int]]) -> tuple[int, float, float]:
     curve = np.average([c for c, _ in curves], axis=0, weights=[max(n, 1) for _, n in curves])
     k = int(np.argmax(curve))

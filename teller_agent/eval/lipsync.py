@@ -188,7 +188,7 @@ def load_real_clip(path: str | Path, max_seconds: float | None = None, offset: i
     from ..audio.encoder import SAMPLES_PER_FRAME
     from ..data.extract import fit_motion, track_landmarks
     from ..data.speakers import load_speakers
-    from ..data.sync import align_frames, correction_of
+    from ..data.sync import align_clip, correction_of
 
     path = Path(path)
     tracked = track_landmarks(path)
@@ -196,10 +196,7 @@ def load_real_clip(path: str | Path, max_seconds: float | None = None, offset: i
     motion, valid = fit.motion, fit.valid
     audio_full = tracked.audio
     offset = correction_of(path.stem) if offset is None else int(offset)
-    if offset:
-        a, m, n = align_frames(offset, -(-len(audio_full) // SAMPLES_PER_FRAME), len(motion))
-        audio_full = audio_full[a * SAMPLES_PER_FRAME :]
-        motion, valid = motion[m : m + n], valid[m : m + n]
+    audio_full, motion, valid = align_clip(offset, audio_full, motion, valid)
     who = load_speakers().get(path.stem)
     if max_seconds is not None:
         frames = max(1, int(max_seconds * FPS))

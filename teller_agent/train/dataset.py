@@ -27,17 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio.encoder import clip_mel
+from ..audio.encoder import SAMPLES_PER_FRAME, clip_mel
 from ..data.extract import load_record
-from ..data.sync import align_frames
+from ..data.sync import align_clip
 from ..errors import TellerError
 from ..fmlg.tokenizer import motion_to_features
 from ..motion.latent import PortraitKeypoints
 from ..utils.atomic import atomic_path
 
 DATASET_VERSION = 2
-#: Samples of 16 kHz audio per video frame.
-_SPF = 640
 
 
 @dataclass
@@ -67,7 +65,7 @@ class Clip:
     @property
     def num_frames(self) -> int:
         """Motion frames (for speech clips: whole audio frames)."""
-        return len(self.features) if self.kind != "speech" else len(self.audio) // _SPF
+        return len(self.features) if self.kind != "speech" else len(self.audio) // SAMPLES_PER_FRAME
 
     def mel(self, lookahead: int, lead: int = 0) -> np.ndarray:
         """(4 (T + lookahead), 80) log-mel of the clip's audio (``lead``: see :func:`clip_mel`)."""
@@ -101,11 +99,7 @@ def _load_entry(folder: Path, entry: dict) -> Clip:
     valid = np.asarray(rec["valid"], bool)
     landmarks = rec["landmarks"]
     offset = int(entry.get("av_offset_frames", 0))
-    if offset:
-        a, m, n = align_frames(offset, -(-len(audio) // _SPF), len(feats))
-        audio = audio[a * _SPF :]
-        feats, valid = feats[m : m + n], valid[m : m + n]
-        landmarks = landmarks[m : m + n] if len(landmarks) else landmarks
+    audio, feats, valid, landmarks = align_clip(offset, audio, feats, valid, landmarks)
     return Clip(entry["id"], entry["kind"], entry["split"], feats, audio, rec["portrait"], landmarks,
                 entry.get("speaker", ""), entry.get("language", "unknown"), valid, offset)
 
