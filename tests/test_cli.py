@@ -107,6 +107,20 @@ def test_bench_generator_prints_json(env, capsys):
     assert report["frames"] == 25 - lookahead  # the streamed second without a flush: the last frames wait
 
 
+@pytest.mark.parametrize("bad, message", [(np.nan, "NaN or infinite"), (np.inf, "NaN or infinite"),
+                                          (40.0, "full scale")])
+def test_render_names_bad_audio_samples_and_writes_nothing(tmp_path, env, capsys, bad, message):
+    x = _speech_like(1.0, 16000)
+    x[4000:4100] = bad
+    wav = tmp_path / "bad.wav"
+    sf.write(wav, x, 16000, subtype="FLOAT")
+    out = tmp_path / "never.mp4"
+    assert main(["render", "--audio", str(wav), "-o", str(out), "--size", "256", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "bad.wav" in err and message in err and "Traceback" not in err
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if "partial" in p.name]
+
+
 def test_render_says_a_sentence(tmp_path, env):
     pytest.importorskip("teller_agent.data.espeak")
     from teller_agent.data.espeak import espeak_available

@@ -1,15 +1,27 @@
 """The avatar in a real LiveKit room (a local ``livekit-server --dev``), seen by a recording viewer.
 
-Targets checked here are the functional ones (fps, A/V sync, interruption cut-off, settle,
-sample rates, worker dispatch); the speed figures (first frame, latency percentiles) are
-printed by ``teller-agent demo`` and ``teller-agent bench room``.
+Each scenario (a turn, interruptions, sample rates, a dispatched worker) is checked twice:
+
+* functional checks, in the default run, with a busy-loop process hogging a core beside the room
+  (as a shared CI machine or a busy agent host would): every turn reaches the viewer with all of
+  its audio, the face speaks through it, playback positions match what the viewer heard, the
+  intruder is ignored, the worker leaves. These read frame stamps and audio content, never arrival
+  times, so a loaded machine may drop frames but cannot fail them;
+* wall-clock thresholds (received fps, A/V offset, audio gaps, interruption tail and settle),
+  marked ``realtime`` and run on their own without the hog: ``python -m pytest -m realtime``
+  (``.ci/run`` runs them as a separate step).
+
+The speed figures (first frame, latency percentiles) are printed by ``teller-agent demo`` and
+``teller-agent bench room``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import subprocess
+import sys
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -44,56 +56,96 @@ def sentence():
     return (np.clip(u.pcm, -1, 1) * 32767).astype(np.int16), u.sample_rate
 
 
+@pytest.fixture
+def cpu_hog():
+    """A busy-loop process on one core for the length of a test."""
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield hog
+    finally:
+        hog.kill()
+        hog.wait()
+
+
+def spoke_through(turn: list[tuple[int, float]], seconds: float) -> bool:
+    """The face spoke to the end of a ``seconds`` long turn: its last received speech frame
+    (frame stamps count every frame of the turn, received or dropped) is within 10% of the end."""
+    return bool(turn) and max(k for k, _ in turn) + 1 >= 0.9 * seconds * 25
+
+
 def harness(server, room, **avatar_kwargs):
     avatar_kwargs.setdefault("stamp_frames", True)
     return AgentHarness(server.url, server.api_key, server.api_secret, room, avatar_kwargs=avatar_kwargs)
 
 
-def test_local_avatar_streams_synced_video_and_stays_alive(server, sentence, settings):
+
+# ---------------------------------------------------------------- one turn, then idle
+
+
+def run_turn(server, sentence, settings, room):
     pcm, sr = sentence
 
     async def main():
-        async with harness(server, "local", settings=settings) as h:
+        async with harness(server, room, settings=settings) as h:
             await h.start_avatar()
-            first = await h.wait_first_frame()
+            first = await h.wait_first_frame(timeout=30)
             await asyncio.sleep(1.0)
             t_say = time.perf_counter()
             await h.say(pcm, sr)
-            await asyncio.sleep(10.5 - (time.perf_counter() - t_say))
+            await asyncio.sleep(max(1.0, 10.5 - (time.perf_counter() - t_say)))
             return h, first, t_say
 
     h, first, t_say = asyncio.run(main())
     rec = h.viewer.rec
     print(f"first frame at the viewer {first:.2f} s after AvatarSession.start")
-    t0 = rec.video[0].t
-    fps = V.received_fps(rec, t0 + 0.5, t0 + 10.5)
-    assert fps >= 24.0, f"viewer received {fps:.1f} fps"
     turns = V.speech_turns(rec)
-    assert len(turns) == 1 and len(turns[0]) >= 0.9 * len(pcm) / sr * 25
-    aligned = V.align_audio(rec, pcm, sr, after=t_say)
-    assert aligned is not None, "the agent's speech did not reach the viewer"
-    offset = np.median(V.av_offsets(turns[0], aligned))
-    print(f"A/V offset at the viewer: {offset * 1000:+.1f} ms (median over the turn); "
-          f"audio gaps {aligned.stretch_s * 1000:.0f} ms")
-    assert abs(offset) <= 0.040
-    assert aligned.stretch_s <= MAX_AUDIO_GAPS_S, f"the turn's audio arrived with {aligned.stretch_s:.3f} s of gaps"
-    start = float(aligned.arrival_of(0.0))
-    assert h.run.playbacks and not h.run.playbacks[-1].interrupted
-    assert abs(h.run.playbacks[-1].position - len(pcm) / sr) < 0.1
-    # idle after the turn: video keeps flowing and is not frozen
-    idle = [v for v in rec.video if v.code is not None and not v.code & 0x8000 and v.t > start + len(pcm) / sr + 1]
-    assert len(idle) >= 60
+    return SimpleNamespace(h=h, rec=rec, t_say=t_say, turns=turns, seconds=len(pcm) / sr,
+                           heard=V.turn_audio(rec, pcm, sr, after=t_say), aligned=V.align_audio(rec, pcm, sr, after=t_say))
+
+
+def test_local_avatar_speaks_a_whole_turn_and_stays_alive(server, sentence, settings, cpu_hog):
+    r = run_turn(server, sentence, settings, "local")
+    assert len(r.turns) == 1, f"{len(r.turns)} speech turns at the viewer"
+    assert spoke_through(r.turns[0], r.seconds), f"speech frames stopped at {max(k for k, _ in r.turns[0])}"
+    assert r.heard.whole(r.seconds), f"the turn's audio did not reach the viewer in full: {r.heard}"
+    assert r.h.run.playbacks and not r.h.run.playbacks[-1].interrupted
+    assert abs(r.h.run.playbacks[-1].position - r.seconds) < 0.1
+    # idle after the turn: video still flows to the end and is not frozen
+    end = r.heard.start + r.seconds
+    idle = [v for v in r.rec.video if v.code is not None and not v.code & 0x8000 and v.t > end + 1]
+    assert len(idle) >= 10 and r.rec.video[-1].t > r.rec.video[0].t + 10, "the video stopped after the turn"
     thumbs = np.stack([v.thumb for v in idle]).astype(np.int16)
-    assert np.abs(np.diff(thumbs, axis=0)).mean(axis=(1, 2, 3)).max() > 0.5
+    assert np.abs(np.diff(thumbs, axis=0)).mean(axis=(1, 2, 3)).max() > 0.5, "the idle face is frozen"
 
 
-def test_interruptions_cut_the_audio_and_the_next_turn_plays(server, sentence, settings):
+@pytest.mark.realtime
+def test_local_avatar_keeps_25_fps_and_av_sync(server, sentence, settings):
+    r = run_turn(server, sentence, settings, "local-rt")
+    t0 = r.rec.video[0].t
+    fps = V.received_fps(r.rec, t0 + 0.5, t0 + 10.5)
+    assert fps >= 24.0, f"viewer received {fps:.1f} fps"
+    assert len(r.turns) == 1 and len(r.turns[0]) >= 0.9 * r.seconds * 25
+    assert r.aligned is not None
+    offset = np.median(V.av_offsets(r.turns[0], r.aligned))
+    print(f"A/V offset at the viewer: {offset * 1000:+.1f} ms (median over the turn); "
+          f"audio gaps {r.aligned.stretch_s * 1000:.0f} ms")
+    assert abs(offset) <= 0.040
+    assert r.aligned.stretch_s <= MAX_AUDIO_GAPS_S, f"the turn's audio arrived with {r.aligned.stretch_s:.3f} s of gaps"
+    start = float(r.aligned.arrival_of(0.0))
+    idle = [v for v in r.rec.video if v.code is not None and not v.code & 0x8000 and v.t > start + r.seconds + 1]
+    assert len(idle) >= 60
+
+
+# ---------------------------------------------------------------- interruptions
+
+
+def run_interruptions(server, sentence, settings, room):
     pcm, sr = sentence
 
     async def main():
-        async with harness(server, "interrupt", settings=settings) as h:
+        async with harness(server, room, settings=settings) as h:
             await h.start_avatar()
-            await h.wait_first_frame()
+            await h.wait_first_frame(timeout=30)
             await asyncio.sleep(0.5)
             t_say = time.perf_counter()
             h.say(pcm, sr)
@@ -107,17 +159,43 @@ def test_interruptions_cut_the_audio_and_the_next_turn_plays(server, sentence, s
                 h.interrupt()
             await asyncio.sleep(0.5)
             t_last_turn = time.perf_counter()
-            await asyncio.wait_for(h.say(pcm, sr), len(pcm) / sr + 5)  # the turn after the storm completes
+            await asyncio.wait_for(h.say(pcm, sr), len(pcm) / sr + 10)  # the turn after the storm completes
             await asyncio.sleep(1.0)
             return h, t_say, t_clear, t_storm, t_last_turn
 
     h, t_say, t_clear, t_storm, t_last_turn = asyncio.run(main())
     rec = h.viewer.rec
-    start = V.locate(rec, pcm, sr, after=t_say, before=t_clear + 0.5)
+    return SimpleNamespace(h=h, rec=rec, pcm=pcm, sr=sr, seconds=len(pcm) / sr, t_say=t_say, t_clear=t_clear,
+                           t_storm=t_storm, t_last_turn=t_last_turn,
+                           interrupted=[p for p in h.run.playbacks if p.interrupted])
+
+
+def test_interruptions_cut_the_turn_where_the_viewer_stopped_hearing_it(server, sentence, settings, cpu_hog):
+    r = run_interruptions(server, sentence, settings, "interrupt")
+    first = V.turn_audio(r.rec, r.pcm, r.sr, after=r.t_say, before=r.t_storm)
+    assert first.start is not None and first.heard is not None, "the first turn did not reach the viewer"
+    assert len(r.interrupted) >= 4, r.h.run.playbacks  # every interrupted turn was answered
+    heard = first.heard
+    print(f"playback_finished position {r.interrupted[0].position:.3f} s, heard at the viewer {heard:.3f} s")
+    # the position the agent is told (it truncates its transcript there) is what the listener heard
+    assert abs(r.interrupted[0].position - heard) <= 0.060
+    assert heard < r.seconds - 0.5, "the interrupted turn played on to its end"
+    # the turn after the storm plays in full, face and audio
+    last = V.turn_audio(r.rec, r.pcm, r.sr, after=r.t_last_turn)
+    assert last.whole(r.seconds), f"the turn after the interruptions did not reach the viewer in full: {last}"
+    assert spoke_through(V.speech_turns(r.rec)[-1], r.seconds)
+    assert r.h.run.playbacks[-1].interrupted is False
+    assert abs(r.h.run.playbacks[-1].position - r.seconds) < 0.1
+
+
+@pytest.mark.realtime
+def test_interruptions_cut_audio_and_face_within_their_time_targets(server, sentence, settings):
+    r = run_interruptions(server, sentence, settings, "interrupt-rt")
+    start = V.locate(r.rec, r.pcm, r.sr, after=r.t_say, before=r.t_clear + 0.5)
     assert start is not None, "the first turn did not reach the viewer"
-    last = V.last_loud_audio(rec, after=start, before=t_storm)
+    last = V.last_loud_audio(r.rec, after=start, before=r.t_storm)
     assert last is not None
-    tail = max(0.0, last - t_clear)
+    tail = max(0.0, last - r.t_clear)
     print(f"agent audio reached the viewer until {tail * 1000:.0f} ms after the clear")
     # target 60 ms; what is already on its way at the clear (an Opus packet, the viewer's 30-50 ms jitter
     # buffer) still plays. 15 interruptions in one session on the 2-core VM: median 52 ms, max 83 ms; single
@@ -126,26 +204,21 @@ def test_interruptions_cut_the_audio_and_the_next_turn_plays(server, sentence, s
     assert tail <= 0.120
     # the face: no speech frame of the cut turn arrives after the frames already in flight, and the
     # third frame after the clear (the engine's settle is done by then) arrives within 250 ms
-    after = [v for v in rec.video if v.t > t_clear and v.code is not None]
-    late_speech = [v.t - t_clear for v in after if v.code & 0x8000 and v.t < t_storm]
+    after = [v for v in r.rec.video if v.t > r.t_clear and v.code is not None]
+    late_speech = [v.t - r.t_clear for v in after if v.code & 0x8000 and v.t < r.t_storm]
     assert not late_speech or max(late_speech) <= 0.080, late_speech
     idle_after = [v.t for v in after if not v.code & 0x8000]
-    print(f"third idle frame at the viewer {(idle_after[2] - t_clear) * 1000:.0f} ms after the clear")
-    assert idle_after[2] - t_clear <= 0.250
-    interrupted = [p for p in h.run.playbacks if p.interrupted]
-    assert len(interrupted) >= 4, h.run.playbacks  # every interrupted turn was answered
+    print(f"third idle frame at the viewer {(idle_after[2] - r.t_clear) * 1000:.0f} ms after the clear")
+    assert idle_after[2] - r.t_clear <= 0.250
     heard = last - start
-    print(f"playback_finished position {interrupted[0].position:.3f} s, heard at the viewer {heard:.3f} s")
-    assert abs(interrupted[0].position - heard) <= 0.060
-    # the turn after the storm plays in full
-    assert V.locate(rec, pcm, sr, after=t_last_turn) is not None
-    turns = V.speech_turns(rec)
-    assert len(turns[-1]) >= 0.9 * len(pcm) / sr * 25
-    assert h.run.playbacks[-1].interrupted is False
-    assert abs(h.run.playbacks[-1].position - len(pcm) / sr) < 0.1
+    assert abs(r.interrupted[0].position - heard) <= 0.060
+    assert len(V.speech_turns(r.rec)[-1]) >= 0.9 * r.seconds * 25
 
 
-def test_tts_audio_at_any_sample_rate_plays(server, sentence, settings):
+# ---------------------------------------------------------------- sample rates
+
+
+def test_tts_audio_at_any_sample_rate_plays(server, sentence, settings, cpu_hog):
     """Agent audio at 8, 16, 24 and 48 kHz: each turn reaches the viewer in full, with its frames."""
     from teller_agent.media import resample
 
@@ -157,7 +230,7 @@ def test_tts_audio_at_any_sample_rate_plays(server, sentence, settings):
     async def main():
         async with harness(server, "rates", settings=settings) as h:
             await h.start_avatar()
-            await h.wait_first_frame()
+            await h.wait_first_frame(timeout=30)
             starts = {}
             for r in rates:
                 await asyncio.sleep(0.4)
@@ -170,11 +243,15 @@ def test_tts_audio_at_any_sample_rate_plays(server, sentence, settings):
     rec = h.viewer.rec
     turns = V.speech_turns(rec)
     assert len(turns) == len(rates), f"{len(turns)} speech turns at the viewer"
-    for r, turn in zip(rates, turns):
-        assert len(turn) >= 0.9 * 1.5 * 25, f"{r} Hz: {len(turn)} frames"
-        assert V.locate(rec, clips[r], r, after=starts[r]) is not None, f"{r} Hz audio did not reach the viewer"
+    ends = [starts[r] for r in rates[1:]] + [None]
+    for r, turn, end in zip(rates, turns, ends):
+        assert spoke_through(turn, 1.5), f"{r} Hz: speech frames stopped at {max(k for k, _ in turn)}"
+        heard = V.turn_audio(rec, clips[r], r, after=starts[r], before=end)
+        assert heard.whole(len(clips[r]) / r), f"{r} Hz audio did not reach the viewer in full: {heard}"
     finished = [p for p in h.run.playbacks if not p.interrupted]
     assert len(finished) == len(rates)
+    for p in finished:
+        assert abs(p.position - 1.5) < 0.1
 
 
 def test_portrait_without_a_face_fails_before_joining(server, tmp_path, settings):
@@ -197,7 +274,10 @@ def test_portrait_without_a_face_fails_before_joining(server, tmp_path, settings
     assert not h.viewer.rec.video
 
 
-def test_avatar_worker_is_dispatched_serves_only_its_agent_and_leaves_with_it(server, sentence, settings):
+# ---------------------------------------------------------------- a dispatched avatar worker
+
+
+def run_worker(server, sentence, settings, room):
     pcm, sr = sentence
     env = dict(server.env(), TELLER_CACHE_DIR=str(settings.cache_dir), TELLER_WORKER_LOAD="sessions")
     try:
@@ -208,7 +288,7 @@ def test_avatar_worker_is_dispatched_serves_only_its_agent_and_leaves_with_it(se
         async def main():
             from livekit import rtc
 
-            async with harness(server, "worker", mode="worker") as h:
+            async with harness(server, room, mode="worker") as h:
                 await h.start_avatar()
                 first = await h.wait_first_frame(timeout=60)
                 avatar = h.room.remote_participants[h.avatar.avatar_identity]
@@ -225,10 +305,7 @@ def test_avatar_worker_is_dispatched_serves_only_its_agent_and_leaves_with_it(se
                 await asyncio.sleep(2.5)
                 await intruder.disconnect()
                 t_say = time.perf_counter()
-                # streamed in real time, as a live TTS speaks (the in-process test sends a burst). A burst
-                # here competes with this process's agent and viewer, the server and the worker for the
-                # 2 cores of the CI machine and can starve the worker for a moment at the turn's start
-                # (see the plugin's README, "Known limits"); `teller-agent bench room --worker` measures it
+                # streamed in real time, as a live TTS speaks (the in-process test sends a burst)
                 await h.say(pcm, sr, realtime=True)
                 await asyncio.sleep(max(1.0, 11.0 - (time.perf_counter() - h.viewer.first_frame_t)))
                 metrics = h.avatar.metrics()
@@ -254,20 +331,32 @@ def test_avatar_worker_is_dispatched_serves_only_its_agent_and_leaves_with_it(se
         time.sleep(0.2)  # the log thread reads the last lines
         out = "".join(worker.log_tail)
     print(f"worker mode: first frame {first:.2f} s after AvatarSession.start; metrics {metrics}")
-    assert behalf == "agent"
     rec = h.viewer.rec
-    intruded = [v for v in rec.video if t_intrude < v.t < t_say and v.code is not None and v.code & 0x8000]
+    return SimpleNamespace(h=h, rec=rec, behalf=behalf, t_intrude=t_intrude, t_say=t_say, metrics=metrics,
+                           gone=gone, out=out, seconds=len(pcm) / sr, turns=V.speech_turns(rec),
+                           heard=V.turn_audio(rec, pcm, sr, after=t_say), aligned=V.align_audio(rec, pcm, sr, after=t_say))
+
+
+def test_avatar_worker_is_dispatched_serves_only_its_agent_and_leaves_with_it(server, sentence, settings, cpu_hog):
+    r = run_worker(server, sentence, settings, "worker")
+    assert r.behalf == "agent"
+    intruded = [v for v in r.rec.video if r.t_intrude < v.t < r.t_say and v.code is not None and v.code & 0x8000]
     assert not intruded, "the avatar spoke audio from a participant that is not its agent"
-    t0 = rec.video[0].t
-    fps = V.received_fps(rec, t0 + 0.5, t0 + 10.5)
+    assert r.turns and spoke_through(r.turns[-1], r.seconds)
+    assert r.heard.whole(r.seconds), f"the turn did not reach the viewer in full through the worker: {r.heard}"
+    assert r.metrics is not None and r.metrics.frames_rendered > 0
+    assert r.gone is not None, f"the avatar worker stayed in the room after its agent left:\n{r.out[-3000:]}"
+
+
+@pytest.mark.realtime
+def test_avatar_worker_keeps_25_fps_and_av_sync(server, sentence, settings):
+    r = run_worker(server, sentence, settings, "worker-rt")
+    t0 = r.rec.video[0].t
+    fps = V.received_fps(r.rec, t0 + 0.5, t0 + 10.5)
     assert fps >= 24.0, f"viewer received {fps:.1f} fps from the avatar worker"
-    turns = V.speech_turns(rec)
-    assert turns and len(turns[-1]) >= 0.9 * len(pcm) / sr * 25
-    aligned = V.align_audio(rec, pcm, sr, after=t_say)
-    assert aligned is not None, "the agent's speech did not reach the viewer through the avatar worker"
-    offset = np.median(V.av_offsets(turns[-1], aligned))
-    print(f"worker mode: {fps:.1f} fps, A/V offset {offset * 1000:+.1f} ms, audio gaps {aligned.stretch_s * 1000:.0f} ms")
+    assert r.turns and len(r.turns[-1]) >= 0.9 * r.seconds * 25
+    assert r.aligned is not None
+    offset = np.median(V.av_offsets(r.turns[-1], r.aligned))
+    print(f"worker mode: {fps:.1f} fps, A/V offset {offset * 1000:+.1f} ms, audio gaps {r.aligned.stretch_s * 1000:.0f} ms")
     assert abs(offset) <= 0.040
-    assert aligned.stretch_s <= MAX_AUDIO_GAPS_S, f"the turn's audio arrived with {aligned.stretch_s:.3f} s of gaps"
-    assert metrics is not None and metrics.frames_rendered > 0
-    assert gone is not None, f"the avatar worker stayed in the room after its agent left:\n{out[-3000:]}"
+    assert r.aligned.stretch_s <= MAX_AUDIO_GAPS_S, f"the turn's audio arrived with {r.aligned.stretch_s:.3f} s of gaps"

@@ -139,8 +139,51 @@ def test_frame_stamp_round_trips_through_jpeg():
     assert read_stamp(np.full((512, 512, 3), 128, np.uint8)) is None
 
 
+def test_nan_infinite_and_loud_tts_audio_become_silence_with_one_warning_per_turn(engine, caplog):
+    rng = np.random.default_rng(2)
+    pcm = (rng.standard_normal(24000) * 0.1).astype(np.float32)  # 1 s: 25 frames
+    pcm[2400:4800] = np.nan
+    pcm[9600:9700] = np.inf
+    pcm[12000:12100] = 30.0
+    with caplog.at_level("WARNING", logger="teller_agent.stream.engine"):
+        frames = run_turn(engine, pcm, 24000)  # 50 chunks of 20 ms, three of them bad
+        again = run_turn(engine, pcm, 24000)  # the next turn warns again, once
+    warnings = [r for r in caplog.records if "NaN/infinite" in r.getMessage()]
+    assert len(warnings) == 2
+    for turn in (frames, again):
+        assert len(turn) == 25 and all(f.image is not None for f in turn)
+        played = np.concatenate([f.audio for f in turn])[:24000].astype(np.int32)
+        assert not played[2400:4800].any() and not played[9600:9700].any()  # silence where it was NaN / inf
+        assert np.abs(played[12000:12100]).max() >= 32767 and played.max() <= 32767  # clipped, not wrapped
+        assert np.abs(played[:2400] - pcm[:2400] * 32767).max() <= 1.5  # the good audio untouched
+
+
 def test_bad_sample_rate_is_rejected(avatar):
     from teller_agent.fmlg.generator import MotionGenerator
 
     with pytest.raises(ValueError, match="multiple of 25"):
         AvatarEngine(avatar, MotionGenerator(), sample_rate=22049)
+
+
+def test_two_speech_gates_interleaved_give_what_each_gives_alone(speech):
+    from teller_agent.media import resample
+    from teller_agent.stream.gate import SpeechGate
+
+    pcm, sr = speech
+    a = resample(pcm, sr, 16000)
+    b = (np.random.default_rng(3).standard_normal(len(a)) * 0.05).astype(np.float32)  # noise, not speech
+
+    def alone(x):
+        gate = SpeechGate()
+        for i in range(0, len(x), 640):
+            gate.push(x[i : i + 640])
+        return [gate.frame_probability(k) for k in range(len(x) // 640)]
+
+    ga, gb = SpeechGate(), SpeechGate()
+    for i in range(0, len(a), 640):  # two sessions, 40 ms each in turn
+        ga.push(a[i : i + 640])
+        gb.push(b[i : i + 640])
+    n = len(a) // 640
+    assert [ga.frame_probability(k) for k in range(n)] == pytest.approx(alone(a), abs=1e-6)
+    assert [gb.frame_probability(k) for k in range(n)] == pytest.approx(alone(b), abs=1e-6)
+    assert max(alone(a)) > 0.9  # the sentence is heard as speech

@@ -210,3 +210,25 @@ def test_cut_audio_waits_for_a_push_in_progress_drops_it_and_times_the_next_turn
     assert turn_start - silence_start == pytest.approx(0.04, abs=0.003)  # the next turn plays after the silence
     assert [code for _, code in video.captured] == [7]
     assert video.captured[0][0] - turn_start == pytest.approx(0.0, abs=0.01)  # and its frame with it
+
+
+def test_queued_audio_follows_the_queue_through_an_underrun_and_a_clear():
+    """The synchronizer's playout clock (what interrupted turns report as heard) matches a queue that
+    plays at real time: after the queue ran dry, while full, and after a clear."""
+    readings = []
+
+    async def body(sync, audio):
+        await sync.push(_audio(40))
+        await asyncio.sleep(0.3)  # the queue runs dry
+        for _ in range(4):  # 160 ms more: the last push waits for room in the 100 ms queue
+            await sync.push(_audio(40))
+        readings.append((sync.queued_audio_s, audio.queued_duration))
+        await asyncio.sleep(0.05)
+        readings.append((sync.queued_audio_s, audio.queued_duration))
+        sync.drop_audio()
+        readings.append((sync.queued_audio_s, audio.queued_duration))
+
+    _run(0, body)
+    assert 0.09 < readings[0][1] <= 0.14  # the fake queue really holds audio here
+    for ours, real in readings:
+        assert ours == pytest.approx(real, abs=0.004)

@@ -56,6 +56,34 @@ def test_continuous_audio_has_no_gaps_and_unrelated_audio_is_not_found():
     assert V.align_audio(_received(_speech(2.0, seed=1), {}), sent, RATE) is None
 
 
+def test_heard_until_reads_the_cut_from_the_content_not_the_arrival_times():
+    sent = _speech(3.0)
+    cut = int(1.37 * RATE)
+    heard = np.concatenate([sent[:cut], np.zeros(RATE, np.int16)])
+    # 400 ms of gaps inside what was heard: arrival times stretch, the content does not
+    rec = _received(heard, {int(0.5 * RATE): 0.2, int(1.0 * RATE): 0.2})
+    assert abs(V.heard_until(rec, sent, RATE, after=0.0) - 1.37) < 0.011
+    assert abs(V.last_loud_audio(rec, after=0.0) - 100.0 - 1.77) < 0.011  # arrival: 1.37 s + the gaps
+    turn = V.turn_audio(rec, sent, RATE, after=0.0)
+    assert abs(turn.start - 100.0) < 0.005 and abs(turn.heard - 1.37) < 0.011
+    assert abs(turn.loud_ratio - 1.37 / 3.0) < 0.02 and not turn.whole(3.0)
+    whole = V.turn_audio(_received(sent, {RATE: 0.3}), sent, RATE, after=0.0)
+    assert whole.whole(3.0) and abs(whole.heard - 3.0) < 0.011 and abs(whole.loud_ratio - 1) < 0.01
+    assert V.heard_until(_received(_speech(2.0, seed=1), {}), sent, RATE, after=0.0) is None
+
+
+def test_a_turn_whose_start_arrived_warped_counts_as_heard_one_whose_start_was_lost_does_not():
+    sent = _speech(3.0)
+    head = int(0.5 * RATE)
+    warped = sent.copy()
+    warped[:head] = _speech(0.5, seed=7)  # as loud, but no longer sample-matchable (concealment, stretching)
+    turn = V.turn_audio(_received(warped, {}), sent, RATE, after=0.0)
+    assert turn.start is not None and abs(turn.start - 100.0) < 0.005 and turn.whole(3.0)
+    lost = sent.copy()
+    lost[:head] = 0
+    assert V.turn_audio(_received(lost, {}), sent, RATE, after=0.0).start is None
+
+
 def test_viewer_process_that_cannot_join_raises_and_leaves_no_process():
     import asyncio
     import multiprocessing as mp

@@ -255,8 +255,9 @@ def locate(rec: Recording, sent: np.ndarray, sent_rate: int, after: float | None
     if len(x) < n or not np.any(s):
         return None
     c = correlate(x, s, mode="valid", method="fft")
-    energy = np.sqrt(np.convolve(x * x, np.ones(n), mode="valid")) * np.sqrt((s * s).sum())
-    score = c / np.maximum(energy, 1e-9)
+    received = np.sqrt(np.convolve(x * x, np.ones(n), mode="valid"))
+    score = c / np.maximum(received * np.sqrt((s * s).sum()), 1e-9)
+    score[received < 1e-3 * np.sqrt(n)] = 0.0  # silence (below -60 dBFS): rounding noise, not a match
     i = int(np.argmax(score))
     if score[i] < 0.3:
         return None
@@ -337,6 +338,110 @@ def av_offsets(turn: list[tuple[int, float]], audio: AudioAlignment | float) -> 
     t = np.array([t for _, t in turn])
     start = audio.arrival_of(k) if isinstance(audio, AudioAlignment) else audio + k
     return t - start
+
+
+def heard_until(rec: Recording, sent: np.ndarray, sent_rate: int, after: float, before: float | None = None,
+                threshold: float = 0.01, window: float = 0.08, search: float = 0.15,
+                aligned: AudioAlignment | None = None) -> float | None:
+    """How far into ``sent`` (seconds) the viewer heard it: the sent-audio time of the last received
+    sample louder than ``threshold`` (10 ms RMS, full scale 1.0) that arrived in ``(after, before]``.
+
+    Read from the audio's content, so late or bunched arrivals on a loaded machine do not change
+    it (unlike arrival times): the last piece :func:`align_audio` located maps received samples to
+    sent ones; counting on from it gives an estimate of where the loud audio ended, refined by
+    matching the ``window`` seconds that end there against ``sent`` within ``search`` seconds of
+    the estimate (the receiver's jitter buffer may have stretched or squeezed the audio a little
+    since that piece, and the cut's last few ms are too short to match alone). None when nothing
+    of ``sent`` was located. ``aligned``: that :func:`align_audio` result, when already computed.
+    """
+    from scipy.signal import correlate
+
+    if aligned is None:
+        aligned = align_audio(rec, sent, sent_rate, after, before)
+    if aligned is None:
+        return None
+    x, times, s = _received_and_sent(rec, sent, sent_rate, after, before, np.float64)
+    rate = rec.sample_rate
+    hop = rate // 100
+    k = len(x) // hop
+    rms = np.sqrt((x[: k * hop].reshape(k, hop) ** 2).mean(axis=1))
+    loud = np.nonzero(rms > threshold)[0]
+    piece_at = int(np.searchsorted(times, aligned.arrival[-1]))  # received index of the last piece
+    end = (int(loud[-1]) + 1) * hop if len(loud) else piece_at
+    estimate = aligned.sent_s[-1] + max(0, end - piece_at) / rate
+    n = min(int(window * rate), end)
+    seg = x[end - n : end]
+    lo = max(0, int((estimate - search) * rate) - n)
+    hi = min(len(s), int((estimate + search) * rate))
+    if n == 0 or hi - lo < n or not np.any(seg):
+        return float(estimate)
+    c = correlate(s[lo:hi], seg, mode="valid", method="fft")
+    energy = np.concatenate([[0.0], np.cumsum(s[lo:hi] ** 2)])
+    score = c / (np.sqrt(energy[n:] - energy[:-n]).clip(1e-9) * np.sqrt((seg * seg).sum()))
+    j = int(np.argmax(score))
+    return (lo + j + n) / rate if score[j] >= 0.5 else float(estimate)
+
+
+def loud_seconds(pcm: np.ndarray, sample_rate: int, threshold: float = 0.01) -> float:
+    """Seconds of ``pcm`` ((N,) int16 or float, full scale 1.0) louder than ``threshold`` in 10 ms RMS."""
+    x = np.asarray(pcm)
+    x = x.astype(np.float64) / 32768.0 if x.dtype == np.int16 else x.astype(np.float64)
+    hop = sample_rate // 100
+    k = len(x) // hop
+    rms = np.sqrt((x[: k * hop].reshape(k, hop) ** 2).mean(axis=1))
+    return float((rms > threshold).sum()) / 100.0
+
+
+@dataclass
+class TurnAudio:
+    """What the viewer heard of one turn, read from the audio's content (see :func:`turn_audio`).
+
+    Attributes:
+        start: arrival of the turn's first sample (perf_counter seconds), None if not found.
+        heard: how far into the turn the viewer heard it (seconds of sent audio), None if not found.
+        loud_ratio: loud seconds received / loud seconds sent (1.0: nothing lost or repeated).
+    """
+
+    start: float | None
+    heard: float | None
+    loud_ratio: float
+
+    def whole(self, seconds: float, tolerance: float = 0.1) -> bool:
+        """The whole ``seconds`` long turn was heard: its start was found, its end heard (within
+        ``tolerance`` seconds), none of its loud audio lost (ratio at least ``1 - tolerance``) and
+        none played twice (ratio below 1.5; a jitter buffer concealing gaps in a stream that ran
+        dry adds a few loud tens of ms per gap, a turn played twice doubles it)."""
+        return (self.start is not None and self.heard is not None and self.heard >= seconds - tolerance
+                and 1.0 - tolerance <= self.loud_ratio < 1.5)
+
+
+def turn_audio(rec: Recording, sent: np.ndarray, sent_rate: int, after: float, before: float | None = None) -> TurnAudio:
+    """How much of ``sent`` (the agent's turn) reached the viewer in ``(after, before]``.
+
+    Robust to a loaded machine: gaps in the stream and the receiver's jitter buffer stretching
+    or squeezing the audio (which defeats sample-exact matching of every piece) change arrival
+    times, not these figures.
+    """
+    x, times, s = _received_and_sent(rec, sent, sent_rate, after, before, np.float64)
+    rate = rec.sample_rate
+    sent_loud = loud_seconds(s, rate)
+    ratio = loud_seconds(x, rate) / sent_loud if sent_loud else 0.0
+    aligned = align_audio(rec, sent, sent_rate, after, before)
+    if aligned is None:
+        return TurnAudio(None, None, ratio)
+    # the start was heard when the first located piece is one of the sent audio's first two non-silent
+    # ones (pieces and silence as in align_audio), or when the loud audio received before that piece
+    # accounts for the sent audio before it (a turn that starts while the receiver conceals a gap can
+    # arrive too warped to match sample by sample); the start is then that piece's arrival counted
+    # back to sample 0
+    n = int(0.2 * rate)
+    first_loud = next((i / rate for i in range(0, len(s) - n + 1, n)
+                       if np.sqrt((s[i : i + n] ** 2).sum()) >= 0.01 * np.sqrt(n)), None)
+    head_sent = loud_seconds(s[: int(aligned.sent_s[0] * rate)], rate)
+    head_received = loud_seconds(x[: int(np.searchsorted(times, aligned.arrival[0]))], rate)
+    matched = first_loud is not None and aligned.sent_s[0] <= first_loud + 0.2 + 1e-9
+    start = float(aligned.arrival_of(0.0)) if matched or head_received >= 0.8 * head_sent else None
+    return TurnAudio(start, heard_until(rec, sent, sent_rate, after, before, aligned=aligned), ratio)
 
 
 def last_loud_audio(rec: Recording, after: float, threshold: float = 0.01, before: float | None = None) -> float | None:

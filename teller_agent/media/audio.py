@@ -21,6 +21,9 @@ __all__ = ["load_audio", "resample", "DEFAULT_SAMPLE_RATE"]
 
 #: Sample rate (Hz) the audio front end works at (speech features are 16 kHz).
 DEFAULT_SAMPLE_RATE = 16000
+#: Largest peak (full scale 1.0) a decoded file may have. Lossy decoders and resampling overshoot
+#: a little and are clipped; a float file far above it holds unscaled samples, not speech to clip.
+MAX_PEAK = 2.0
 
 # Demuxers whose stream duration is exact (edit list / sample tables). For these
 # the decoded tail is trimmed to the stream duration: FFmpeg's AAC decoder drops
@@ -62,7 +65,8 @@ def load_audio(path: str | PathLike[str], sample_rate: int | None = DEFAULT_SAMP
     Raises:
         AudioLoadError: the file is missing or is a folder; it cannot be opened
             or decoded (corrupt, truncated, not media); it has no audio stream
-            (e.g. a silent video); it decodes to zero samples.
+            (e.g. a silent video); it decodes to zero samples; it holds NaN or
+            infinite samples, or peaks above ``MAX_PEAK`` times full scale.
         ValueError: ``sample_rate`` is not a positive integer.
     """
     if sample_rate is not None and (not isinstance(sample_rate, int | np.integer) or sample_rate <= 0):
@@ -102,6 +106,18 @@ def load_audio(path: str | PathLike[str], sample_rate: int | None = DEFAULT_SAMP
     if pcm.size == 0:
         raise AudioLoadError(
             f"{p} contains no audio samples (empty or zero-length audio stream). Pass a non-empty recording."
+        )
+    bad = int(pcm.size - np.count_nonzero(np.isfinite(pcm)))
+    if bad:
+        raise AudioLoadError(
+            f"{p} holds {bad} NaN or infinite samples (a float file written from a failed computation?). "
+            "Fix the step that wrote it, or re-export it as 16-bit PCM WAV."
+        )
+    peak = float(np.abs(pcm).max())
+    if peak > MAX_PEAK:
+        raise AudioLoadError(
+            f"{p} peaks at {peak:.1f}x full scale: its float samples are not in [-1, 1] (int16 values "
+            "stored as float?). Normalise it, or re-export it as 16-bit PCM WAV."
         )
     np.clip(pcm, -1.0, 1.0, out=pcm)
     return pcm, (sample_rate if sample_rate is not None else native_sr)

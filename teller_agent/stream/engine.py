@@ -24,6 +24,7 @@ LiveKit plugin runs it on a dedicated worker thread).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ from ..render import WarpRenderer
 from .gate import SpeechGate
 from .idle import IdleMotion
 from .stamp import SPEAKING, stamp
+
+logger = logging.getLogger(__name__)
 
 #: Weight of the last speech pose in the frames after an interruption (cosine ease, 3 frames = 120 ms).
 INTERRUPT_SETTLE = (0.75, 0.25, 0.0)
@@ -174,6 +177,7 @@ class AvatarEngine:
         self._finishing = False
         self._onset = False
         self._audio = np.zeros(0, np.float32)  # received audio at sample_rate not yet handed back
+        self._bad_audio_warned = False  # one warning per turn for NaN / infinite / out-of-range audio
         self._received = 0  # samples received this turn
         self._emitted = 0  # frames handed back this turn
         self._arrivals: deque[tuple[int, float]] = deque()  # (samples received after a push, perf_counter)
@@ -223,7 +227,7 @@ class AvatarEngine:
         if self._finishing:
             raise RuntimeError("the turn is finishing: render its remaining frames before feeding the next turn")
         now = time.perf_counter() if arrival is None else arrival
-        x = as_mono_float(pcm)
+        x = self._clean(as_mono_float(pcm))
         if sample_rate != self.sample_rate:
             if self._resampler is None or self._resampler.rate != sample_rate:
                 self._resampler = StreamResampler(sample_rate, self.sample_rate)
@@ -233,6 +237,22 @@ class AvatarEngine:
             self._onset = True
         self._consume(x, now)
         return len(self._pending)
+
+    def _clean(self, x: np.ndarray) -> np.ndarray:
+        """(N,) float32 -> the same with NaN / infinite samples replaced by silence and the rest
+        clipped to [-1, 1]. A TTS that emits such audio (a failed float conversion, a codec
+        glitch) must not take the session down or blast the listener: one warning per turn."""
+        finite = np.isfinite(x)
+        bad = int(x.size - np.count_nonzero(finite))
+        loud = int(np.count_nonzero(np.abs(np.where(finite, x, 0.0)) > 1.0))
+        if not bad and not loud:
+            return x
+        if not self._bad_audio_warned:
+            self._bad_audio_warned = True
+            logger.warning("speech audio held %d NaN/infinite and %d out-of-range samples in a %d-sample chunk: "
+                           "NaN/infinite replaced by silence, the rest clipped to [-1, 1] (warned once per turn; "
+                           "check the TTS's output format)", bad, loud, x.size)
+        return np.clip(np.where(finite, x, 0.0), -1.0, 1.0).astype(np.float32)
 
     @property
     def finishing(self) -> bool:

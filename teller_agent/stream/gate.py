@@ -8,6 +8,7 @@ frame, how likely that frame and its neighbours are speech.
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -19,18 +20,21 @@ from ..config import FPS
 WINDOW = 512  # samples at 16 kHz per VAD decision (Silero v5+ requires exactly 512)
 _FRAME = SAMPLE_RATE // FPS
 
-_MODEL = None
+_TEMPLATE = None
 
 
-def _silero():
-    global _MODEL
-    if _MODEL is None:
+def silero_template():
+    """The Silero VAD model as loaded from the ``silero-vad`` package (loaded once per process,
+    never run itself: each :class:`SpeechGate` runs its own copy, whose recurrent state is then
+    its stream's alone). Call it early to load the weights before the first session."""
+    global _TEMPLATE
+    if _TEMPLATE is None:
         from silero_vad import load_silero_vad
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load deprecation inside silero_vad
-            _MODEL = load_silero_vad()
-    return _MODEL
+            _TEMPLATE = load_silero_vad()
+    return _TEMPLATE
 
 
 class SpeechGate:
@@ -40,12 +44,12 @@ class SpeechGate:
         margin_s: seconds of context on each side of a frame that count towards it
             (a frame is speech if any window overlapping ``[start - margin, end + margin)`` is).
 
-    The Silero model keeps recurrent state; one gate serves one audio stream.
-    Cost: about 0.3 ms per 32 ms window on one CPU core.
+    The Silero model keeps recurrent state: every gate runs its own copy of it, so the gates
+    of concurrent sessions never mix their streams; one gate serves one audio stream.
     """
 
     def __init__(self, margin_s: float = 0.02):
-        self._model = _silero()
+        self._model = copy.deepcopy(silero_template())
         self._margin = int(margin_s * SAMPLE_RATE)
         self.reset()
 

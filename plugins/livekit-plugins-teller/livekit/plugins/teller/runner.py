@@ -78,11 +78,10 @@ class TellerAvatarRunner(AvatarRunner):
         audio_playing = self._audio_playing
         self._audio_playing = False
         video_gen.begin_clear()
-        # what has left the audio queue by now is what listeners hear: pushed (plus a push in
-        # progress) minus still queued; taken before the clear, as the clear resets the estimate
-        inflight = self._av_sync.inflight_audio
-        position = max(0.0, self._playback_position + inflight - self._audio_source.queued_duration)
-        self._audio_source.clear_queue()  # now, not a loop iteration later: every ms here is heard
+        # what has left the audio queue by now is what listeners hear: accepted minus still queued
+        # (a push in progress is in neither); taken before the clear, as the clear resets the clock
+        position = max(0.0, self._playback_position - self._av_sync.queued_audio_s)
+        self._av_sync.drop_audio()  # now, not a loop iteration later: every ms here is heard
 
         @log_exceptions(logger=logger)
         async def _handle() -> None:

@@ -7,9 +7,13 @@ sessions (``teller-agent bench room``). This synchronizer closes the loop on the
 clock instead:
 
 * The video generator hands out each frame's audio first, then the frame.
-* When the audio is captured, the ``AudioSource``'s queued duration says when the last
+* When the audio is captured, the synchronizer's own playout clock says when the last
   pushed sample will reach WebRTC, so the start of the frame's audio plays out at
-  ``now + queued_duration - audio pushed since the previous frame``.
+  ``now + queued audio - audio pushed since the previous frame``. (``rtc.AudioSource``'s
+  ``queued_duration`` is not used: an event-loop timer resets it when the queue should be
+  empty, and on a loaded machine that timer fires late, after the next push, so it reads 0
+  while that audio still waits; interrupted turns then reported up to 170 ms more audio than
+  the listener had heard.)
 * The frame is captured at that instant plus ``video_delay_ms`` (how much later than its
   audio the video is sent; positive values compensate the receiver's longer audio path:
   Opus packetisation and the jitter buffer).
@@ -66,9 +70,7 @@ class AudioClockedSynchronizer(rtc.AVSynchronizer):
         self._captures: deque[float] = deque(maxlen=max(2, int(video_fps)))
         self._epoch = 0  # bumped by clear_queue: a frame waiting for its capture time is dropped
         self._capture_lock = asyncio.Lock()
-        #: seconds of audio inside a ``push`` right now: already counted in the AudioSource's
-        #: queued duration, not yet in the runner's playback position
-        self.inflight_audio = 0.0
+        self._play_end = 0.0  # perf_counter when the last accepted audio sample leaves the queue
         super().__init__(audio_source=audio_source, video_source=video_source, video_fps=video_fps,
                          video_queue_size_ms=1000.0 * VIDEO_QUEUE_FRAMES / video_fps)
 
@@ -76,16 +78,14 @@ class AudioClockedSynchronizer(rtc.AVSynchronizer):
         if isinstance(frame, rtc.AudioFrame):
             duration = frame.samples_per_channel / frame.sample_rate
             async with self._capture_lock:
-                self.inflight_audio = duration
-                try:
-                    await self._audio_source.capture_frame(frame)
-                finally:
-                    self.inflight_audio = 0.0
+                await self._audio_source.capture_frame(frame)
+                # accepted: it plays after what is queued, or now if the queue ran dry
+                self._play_end = max(self._play_end, time.perf_counter()) + duration
             self._pending_audio += duration
             return
         now = time.perf_counter()
         if self._pending_audio > 0:
-            audio_start = now + self._audio_source.queued_duration - self._pending_audio
+            audio_start = now + self.queued_audio_s - self._pending_audio
             due = audio_start + self._delay
         else:
             due = max(now, self._last_due + self._interval)
@@ -95,9 +95,15 @@ class AudioClockedSynchronizer(rtc.AVSynchronizer):
 
     @property
     def queued_audio_s(self) -> float:
-        """Seconds of audio waiting in the ``AudioSource`` queue (what plays before a newly pushed
-        sample); near 0 in a speech turn means the audio is about to run dry."""
-        return self._audio_source.queued_duration
+        """Seconds of accepted audio waiting in the ``AudioSource`` queue (what plays before a newly
+        pushed sample), from the synchronizer's playout clock (a push in progress is not counted:
+        it is not in the queue yet); near 0 in a speech turn means the audio is about to run dry."""
+        return max(0.0, self._play_end - time.perf_counter())
+
+    def drop_audio(self) -> None:
+        """Drop the queued audio now (synchronously: every ms after an interruption is heard)."""
+        self._audio_source.clear_queue()
+        self._play_end = 0.0
 
     async def cut_audio(self, silence_s: float) -> None:
         """End the audio now: once a push in progress has landed, drop all queued audio (that push's
@@ -109,10 +115,11 @@ class AudioClockedSynchronizer(rtc.AVSynchronizer):
         source = self._audio_source
         silence = rtc.AudioFrame.create(source.sample_rate, source.num_channels, int(source.sample_rate * silence_s))
         async with self._capture_lock:  # the AudioSource takes one capture at a time
-            source.clear_queue()
+            self.drop_audio()
             self._pending_audio = 0.0
             try:
                 await source.capture_frame(silence)
+                self._play_end = time.perf_counter() + silence_s
             except Exception as e:  # noqa: BLE001 - the audio source may be closing with the room
                 logger.debug("could not publish the silence after a clear: %s", e)
 

@@ -80,11 +80,11 @@ def _prewarm(proc: JobProcess) -> None:
     import torch
 
     from teller_agent.fmlg.checkpoint import load_checkpoint
-    from teller_agent.stream.gate import _silero
+    from teller_agent.stream.gate import silero_template
 
     torch.set_num_threads(1)
     proc.userdata["checkpoint"] = load_checkpoint(TellerSettings().model_dir)
-    _silero()
+    silero_template()
 
 
 async def _on_request(req: JobRequest) -> None:
