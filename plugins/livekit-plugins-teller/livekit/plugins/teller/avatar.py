@@ -14,7 +14,6 @@ from livekit.agents.types import ATTRIBUTE_PUBLISH_ON_BEHALF
 from livekit.agents.voice.avatar import (
     AvatarOptions,
     DataStreamAudioOutput,
-    QueueAudioOutput,
 )
 from livekit.agents.voice.avatar import (
     AvatarSession as _BaseAvatarSession,
@@ -23,6 +22,7 @@ from livekit.agents.voice.avatar import (
 from teller_agent.config import FPS, TellerSettings
 from teller_agent.stream import AvatarEngine
 
+from .io import TellerAudioOutput
 from .log import logger
 from .metrics import METRICS_ATTRIBUTE, TellerMetrics
 from .runner import TellerAvatarRunner
@@ -40,7 +40,7 @@ class AvatarSession(_BaseAvatarSession):
     Args:
         avatar_image: portrait photo (path). Unset: ``TELLER_AVATAR_IMAGE``, else the bundled default.
         mode: ``"local"`` renders in this process and publishes video and audio as the agent
-            participant (``AvatarRunner`` + ``QueueAudioOutput``). ``"worker"`` dispatches a
+            participant (:class:`~.runner.TellerAvatarRunner` fed by a :class:`~.io.TellerAudioOutput`). ``"worker"`` dispatches a
             separate avatar worker (agent name ``worker_agent_name``) to the room through
             LiveKit's agent dispatch and streams the TTS audio to it with
             ``DataStreamAudioOutput``; the worker joins with ``lk.publish_on_behalf`` set to
@@ -57,7 +57,8 @@ class AvatarSession(_BaseAvatarSession):
             (default ``teller-avatar-<agent identity>``).
         worker_agent_name: agent name the avatar worker registered with.
         livekit_url, api_key, api_secret: server credentials for the dispatch in worker mode
-            (default: the job's, else ``LIVEKIT_URL`` / ``LIVEKIT_API_KEY`` / ``LIVEKIT_API_SECRET``).
+            (default: the job's API client inside a job, else ``LIVEKIT_URL`` / ``LIVEKIT_API_KEY``
+            / ``LIVEKIT_API_SECRET``).
 
     ``start()`` prepares the portrait first, so a photo without a face fails with
     :class:`teller_agent.errors.NoFaceError` before anything joins the room.
@@ -97,6 +98,7 @@ class AvatarSession(_BaseAvatarSession):
         self._video_gen: TellerVideoGenerator | None = None
         self._engine: AvatarEngine | None = None
         self._dispatch_id: str | None = None
+        self._room_ref: rtc.Room | None = None
 
     @property
     def avatar_identity(self) -> str:
@@ -127,8 +129,11 @@ class AvatarSession(_BaseAvatarSession):
             await self._start_local(agent_session, room)
         else:
             await self._start_worker(agent_session, room)
+        self._room_ref = room
 
     async def _start_local(self, agent_session: AgentSession, room: rtc.Room) -> None:
+        from livekit.agents import get_job_context
+
         self._engine = await asyncio.to_thread(
             AvatarEngine.from_settings, self._settings, sample_rate=self._sample_rate, vad=self._vad,
             stamp_frames=self._stamp,
@@ -136,11 +141,15 @@ class AvatarSession(_BaseAvatarSession):
         if not room.isconnected():
             raise RuntimeError("connect to the room before starting the avatar (await ctx.connect())")
         self._identity = room.local_participant.identity
-        await super().start(agent_session, room)
+        # The avatar is the agent participant itself here: the base class's start/aclose (which wait
+        # for a separate avatar participant and remove it from the room on close) are not used.
+        job = get_job_context(required=False)
+        if job is not None:
+            job.add_shutdown_callback(self.aclose)
         size = self._engine.renderer.size
         options = AvatarOptions(video_width=size, video_height=size, video_fps=FPS,
                                 audio_sample_rate=self._sample_rate, audio_channels=1)
-        audio_out = QueueAudioOutput(sample_rate=self._sample_rate)
+        audio_out = TellerAudioOutput(sample_rate=self._sample_rate)
         self._video_gen = TellerVideoGenerator(self._engine, video_delay_ms=self._video_delay_ms)
         self._runner = TellerAvatarRunner(room, audio_recv=audio_out, video_gen=self._video_gen, options=options)
         await self._runner.start()
@@ -156,7 +165,6 @@ class AvatarSession(_BaseAvatarSession):
         agent_identity = room.local_participant.identity
         if not self._identity:
             self._identity = f"teller-avatar-{agent_identity}"
-        url, key, secret = self._credentials()
         metadata = {
             "agent_identity": agent_identity,
             "avatar_identity": self._identity,
@@ -166,13 +174,16 @@ class AvatarSession(_BaseAvatarSession):
             "stamp_frames": self._stamp,
             "video_delay_ms": self._video_delay_ms,
         }
-        await super().start(agent_session, room)
-        async with api.LiveKitAPI(url, key, secret) as lkapi:
-            dispatch = await lkapi.agent_dispatch.create_dispatch(
-                api.CreateAgentDispatchRequest(agent_name=self._worker_agent_name, room=room.name,
-                                               metadata=json.dumps(metadata))
-            )
+        request = api.CreateAgentDispatchRequest(agent_name=self._worker_agent_name, room=room.name,
+                                                 metadata=json.dumps(metadata))
+        job_api = self._job_api()
+        if job_api is not None:
+            dispatch = await job_api.agent_dispatch.create_dispatch(request)
+        else:
+            async with api.LiveKitAPI(*self._credentials()) as lkapi:
+                dispatch = await lkapi.agent_dispatch.create_dispatch(request)
         self._dispatch_id = dispatch.id
+        await super().start(agent_session, room)
         agent_session.output.replace_audio_tail(
             DataStreamAudioOutput(room, destination_identity=self._identity, sample_rate=self._sample_rate,
                                   wait_remote_track=rtc.TrackKind.KIND_VIDEO)
@@ -180,11 +191,17 @@ class AvatarSession(_BaseAvatarSession):
         logger.info("teller avatar worker dispatched",
                     extra={"agent_name": self._worker_agent_name, "avatar_identity": self._identity})
 
-    def _credentials(self) -> tuple[str, str, str]:
+    def _job_api(self) -> api.LiveKitAPI | None:
+        """The job's own API client, when running in a job and no credentials were passed."""
         from livekit.agents import get_job_context
 
+        if utils.is_given(self._url) or utils.is_given(self._api_key) or utils.is_given(self._api_secret):
+            return None
         job = get_job_context(required=False)
-        url = self._url if utils.is_given(self._url) else (job._info.url if job else os.environ.get("LIVEKIT_URL"))
+        return job.api if job is not None else None
+
+    def _credentials(self) -> tuple[str, str, str]:
+        url = self._url if utils.is_given(self._url) else os.environ.get("LIVEKIT_URL")
         key = self._api_key if utils.is_given(self._api_key) else os.environ.get("LIVEKIT_API_KEY")
         secret = self._api_secret if utils.is_given(self._api_secret) else os.environ.get("LIVEKIT_API_SECRET")
         if not (url and key and secret):
@@ -198,8 +215,8 @@ class AvatarSession(_BaseAvatarSession):
         (participant attribute ``teller.metrics``); None when there are none yet."""
         if self._video_gen is not None:
             return self._video_gen.metrics()
-        if self._room is not None and self._identity:
-            p = self._room.remote_participants.get(self._identity)
+        if self._room_ref is not None and self._identity:
+            p = self._room_ref.remote_participants.get(self._identity)
             if p is not None and METRICS_ATTRIBUTE in p.attributes:
                 return TellerMetrics.from_json(p.attributes[METRICS_ATTRIBUTE])
         return None
@@ -211,11 +228,9 @@ class AvatarSession(_BaseAvatarSession):
             self._runner = None
         if self._video_gen is not None:
             await self._video_gen.aclose()
-        if self._mode == "local" and self._room is not None:
-            # the avatar is the agent itself here: the base class must not remove it from the room
-            self._room.off("connection_state_changed", self._on_connection_state_changed)
-            self._room = None
-        await super().aclose()
+        self._room_ref = None
+        if self._mode == "worker":
+            await super().aclose()  # removes the avatar worker's participant from the room
 
 
 __all__ = ["ATTRIBUTE_PUBLISH_ON_BEHALF", "AvatarSession", "DEFAULT_WORKER_AGENT_NAME"]

@@ -21,8 +21,9 @@ clock instead:
 * A speech frame the generator could not draw in time (see :meth:`AudioClockedSynchronizer.skip_frame`)
   only has its audio published, so the audio never waits for a late picture.
 
-It keeps the ``rtc.AVSynchronizer`` interface (``push``, ``clear_queue``,
-``wait_for_playout``, ``actual_fps``, ``aclose``), so ``AvatarRunner`` uses it unchanged.
+It is built from ``rtc.AudioSource`` and ``rtc.VideoSource`` alone (public API; no subclass of
+``rtc.AVSynchronizer``), with that class's method names (``push``, ``clear_queue``,
+``wait_for_playout``, ``actual_fps``, ``aclose``).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def check_video_delay_ms(video_delay_ms: float) -> float:
     return video_delay_ms
 
 
-class AudioClockedSynchronizer(rtc.AVSynchronizer):
+class AudioClockedSynchronizer:
     """Captures each video frame when its audio is played out (see the module docstring).
 
     Args:
@@ -71,8 +72,10 @@ class AudioClockedSynchronizer(rtc.AVSynchronizer):
         self._epoch = 0  # bumped by clear_queue: a frame waiting for its capture time is dropped
         self._capture_lock = asyncio.Lock()
         self._play_end = 0.0  # perf_counter when the last accepted audio sample leaves the queue
-        super().__init__(audio_source=audio_source, video_source=video_source, video_fps=video_fps,
-                         video_queue_size_ms=1000.0 * VIDEO_QUEUE_FRAMES / video_fps)
+        self._audio_source, self._video_source = audio_source, video_source
+        self._video_queue: asyncio.Queue[tuple[rtc.VideoFrame, float]] = asyncio.Queue(maxsize=VIDEO_QUEUE_FRAMES)
+        self._stopped = False
+        self._capture_task = asyncio.create_task(self._capture_video())
 
     async def push(self, frame: rtc.VideoFrame | rtc.AudioFrame, timestamp: float | None = None) -> None:
         if isinstance(frame, rtc.AudioFrame):
@@ -129,10 +132,27 @@ class AudioClockedSynchronizer(rtc.AVSynchronizer):
         self._pending_audio = 0.0
 
     async def clear_queue(self) -> None:
+        """Drop the queued audio and every video frame not captured yet."""
         self._pending_audio = 0.0
         self._last_due = 0.0
         self._epoch += 1
-        await super().clear_queue()
+        self.drop_audio()
+        while not self._video_queue.empty():
+            self._video_queue.get_nowait()
+            self._video_queue.task_done()
+
+    async def wait_for_playout(self) -> None:
+        """Wait until the queued audio has played and every queued frame was captured."""
+        await asyncio.sleep(self.queued_audio_s)
+        await self._video_queue.join()
+
+    async def aclose(self) -> None:
+        self._stopped = True
+        self._capture_task.cancel()
+        try:
+            await self._capture_task
+        except asyncio.CancelledError:
+            pass
 
     async def _capture_video(self) -> None:
         while not self._stopped:

@@ -29,6 +29,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections import deque
+
+import psutil
 
 from livekit import rtc
 from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobProcess, JobRequest, cli
@@ -64,15 +67,32 @@ def _max_sessions() -> int:
     return int(os.environ.get("TELLER_WORKER_MAX_SESSIONS") or os.cpu_count() or 1)
 
 
+class CpuLoad:
+    """The machine's CPU use in [0, 1] (``psutil``), averaged over the last ``samples`` calls:
+    LiveKit asks for the load about twice a second, so the default covers about 2.5 s."""
+
+    def __init__(self, samples: int = 5) -> None:
+        self._samples: deque[float] = deque(maxlen=samples)
+        psutil.cpu_percent(interval=None)  # starts the measurement: the first call returns 0
+
+    def __call__(self) -> float:
+        self._samples.append(psutil.cpu_percent(interval=None) / 100.0)
+        return sum(self._samples) / len(self._samples)
+
+
+_cpu_load: CpuLoad | None = None
+
+
 def worker_load(server: AgentServer) -> float:
     """The load this worker reports to LiveKit, in [0, 1]: the larger of the machine's CPU use and
     the share of its session capacity in use."""
-    from livekit.agents.worker import _DefaultLoadCalc
-
+    global _cpu_load
     sessions = min(1.0, _active_sessions / _max_sessions())
     if os.environ.get("TELLER_WORKER_LOAD") == "sessions":
         return sessions
-    return max(_DefaultLoadCalc.get_load(server), sessions)
+    if _cpu_load is None:
+        _cpu_load = CpuLoad()
+    return max(_cpu_load(), sessions)
 
 
 def _prewarm(proc: JobProcess) -> None:
