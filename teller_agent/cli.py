@@ -395,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--contact-sheet", type=Path, help="also write a PNG grid of every Nth frame")
     r.add_argument("--every", type=int, default=10, help="contact sheet: every Nth frame (default 10)")
     r.add_argument("--save-motion", type=Path, help="also save the generated motion latent (.npz)")
-    r.add_argument("--model", type=Path, help="FMLG checkpoint folder (default TELLER_MODEL_DIR or models/fmlg-face68)")
+    r.add_argument("--model", type=Path, help="FMLG checkpoint folder (default TELLER_MODEL_DIR or teller_agent/models/fmlg-face68)")
     r.add_argument("--size", type=int, help="frame size in pixels (default TELLER_FRAME_SIZE or 512)")
     r.add_argument("--seed", type=int, help="sampling seed (default TELLER_SEED or 0)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -80,7 +80,7 @@ class TellerSettings(BaseSettings):
     model_dir: Path | None = Field(
         default=None,
         description="FMLG checkpoint folder (config.json, tokenizer.safetensors, generator.safetensors). "
-        "Unset: the checkpoint shipped in models/fmlg-face68.",
+        "Unset: the checkpoint shipped in teller_agent/models/fmlg-face68.",
     )
     top_k: int = Field(default=15, ge=1, description="Motion-token sampling: top-k (Teller uses 15).")
     temperature_mouth: float = Field(

@@ -1,4 +1,4 @@
-"""The shipped FMLG checkpoint (models/fmlg-face68): it loads by default and behaves like speech."""
+"""The shipped FMLG checkpoint (teller_agent/models/fmlg-face68): it loads by default and behaves like speech."""
 
 from __future__ import annotations
 

@@ -87,7 +87,7 @@ def run_bench(
                      "stream_seconds": None if fast else stream_seconds,
                      "sessions": 0 if fast else sessions, "session_seconds": None if fast else session_seconds,
                      "audio": str(audio) if audio else "synthetic speech-like",
-                     "model": str(model_dir) if model_dir else "models/fmlg-face68 (shipped)",
+                     "model": str(model_dir) if model_dir else "teller_agent/models/fmlg-face68 (shipped)",
                      "threads": threads, "torch_threads": 1},
     }
     built = _setup(size, model_dir, image, threads)  # one generator and renderer for steps 1 and 2

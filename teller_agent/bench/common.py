@@ -40,7 +40,7 @@ def code_version() -> str | None:
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
                                 text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "teller_agent", "models"],
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "teller_agent"],
                                capture_output=True, text=True, timeout=10, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None

@@ -302,11 +302,9 @@ def plot_mouth(path: str | Path, name: str, series: dict[str, np.ndarray], metri
         series: (T,) mouth openings in IOD per method (``"real"``, ``"generated"``, ``"loudness"``).
         metrics: per method the :func:`~teller_agent.eval.metrics.summarize` dict (for the title).
     """
-    import matplotlib
+    from ..plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     t = np.arange(len(series["real"])) / FPS
     fig, ax = plt.subplots(figsize=(10, 3.2), dpi=100)
     ax.plot(t, series["real"], color="black", lw=1.6, label="real video")
@@ -477,7 +475,7 @@ def checkpoint_id(model: str | Path | None) -> dict[str, str]:
     from ..fmlg.checkpoint import DEFAULT_CHECKPOINT
 
     folder = Path(model) if model is not None else DEFAULT_CHECKPOINT
-    out = {"folder": str(model) if model is not None else "models/fmlg-face68 (shipped)"}
+    out = {"folder": str(model) if model is not None else "teller_agent/models/fmlg-face68 (shipped)"}
     for f in sorted(folder.glob("*.safetensors")):
         try:
             out[f.name] = hashlib.sha256(f.read_bytes()).hexdigest()[:12]

@@ -237,7 +237,7 @@ class FaceMesh:
 
         Raises:
             FaceMeshError: the model file is missing or corrupt, or
-                ``ai_edge_litert`` is not importable (``pip install ai-edge-litert``).
+                ``ai_edge_litert`` is not importable (the ``train`` extra).
         """
         if self._interpreter is not None:
             return
@@ -247,7 +247,7 @@ class FaceMesh:
         except ImportError as exc:
             raise FaceMeshError(
                 f"the MediaPipe face mesh needs the LiteRT runtime, which is not importable ({exc}); "
-                "install it with: pip install ai-edge-litert"
+                "install it with: pip install 'teller-agent[train]' (or pip install ai-edge-litert)"
             ) from exc
         try:
             interpreter = Interpreter(model_path=str(path), num_threads=1)

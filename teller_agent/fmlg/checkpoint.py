@@ -28,9 +28,9 @@ from .tokenizer import MotionTokenizer, TokenizerConfig
 
 CHECKPOINT_VERSION = 1
 #: The checkpoint shipped in the repository and loaded by default.
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "models" / "fmlg-face68"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "fmlg-face68"
 
-_FIX = "re-train it with `teller-agent train` or restore models/ from git"
+_FIX = "re-train it with `teller-agent train`, restore teller_agent/models/ from git, or reinstall teller-agent"
 
 
 @dataclass

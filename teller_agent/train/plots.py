@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from ..plotting import pyplot
 
 
 def plot_curves(path: str | Path, curves: dict[str, tuple[list[int], list[float]]], title: str, log: bool = True) -> Path:
-    """Write one PNG with a line per named curve ``name -> (steps, values)``."""
+    """Write one PNG with a line per named curve ``name -> (steps, values)``.
+
+    Raises:
+        TellerError: matplotlib is not installed (the ``train`` extra).
+    """
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     for name, (steps, values) in curves.items():
         if len(values) > 50 and name.startswith("train"):
