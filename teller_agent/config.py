@@ -8,9 +8,26 @@ that the table lists them all).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Defaults that code outside the settings also needs (function signatures, dataset framing):
+# defined once here, used by the fields below and imported everywhere else.
+#: Framing: face width (jaw 0-16) as a fraction of the frame width.
+DEFAULT_FACE_SCALE = 0.42
+#: Framing: vertical position of the face centre as a fraction of the frame height.
+DEFAULT_FACE_CENTER_Y = 0.45
+#: Cells per side of the coarse warp grid.
+DEFAULT_RENDER_GRID = 64
+#: Motion-token sampling: top-k (Teller, arXiv 2503.18429 sec. 4.1).
+DEFAULT_TOP_K = 15
+#: Sampling temperatures of lip/jaw tokens and of head, blink and brow tokens.
+DEFAULT_TEMPERATURE_MOUTH = 0.2
+DEFAULT_TEMPERATURE_HEAD = 1.0
+#: Token chains sampled side by side for the lips.
+DEFAULT_LIP_PARTICLES = 4
 
 #: Video frame rate of everything teller-agent makes (Teller, arXiv 2503.18429, sec. 4.1: 25 FPS).
 FPS = 25
@@ -36,14 +53,14 @@ class TellerSettings(BaseSettings):
         default=512, ge=64, le=2048, description="Output frame width and height in pixels (square)."
     )
     face_scale: float = Field(
-        default=0.42,
+        default=DEFAULT_FACE_SCALE,
         gt=0.1,
         lt=0.9,
         description="Framing: face width (jaw contour, landmarks 0-16) as a fraction of the frame "
         "width. Smaller shows more head, hair and shoulders.",
     )
     face_center_y: float = Field(
-        default=0.45,
+        default=DEFAULT_FACE_CENTER_Y,
         gt=0.2,
         lt=0.8,
         description="Framing: vertical position of the face centre as a fraction of the frame height.",
@@ -66,7 +83,7 @@ class TellerSettings(BaseSettings):
         "of the photo and the framing settings.",
     )
     render_grid: int = Field(
-        default=64,
+        default=DEFAULT_RENDER_GRID,
         ge=16,
         le=512,
         description="Resolution (cells per side) at which the dense warp is solved before being "
@@ -82,23 +99,40 @@ class TellerSettings(BaseSettings):
         description="FMLG checkpoint folder (config.json, tokenizer.safetensors, generator.safetensors). "
         "Unset: the checkpoint shipped in teller_agent/models/fmlg-face68.",
     )
-    top_k: int = Field(default=15, ge=1, description="Motion-token sampling: top-k (Teller uses 15).")
+    top_k: int = Field(default=DEFAULT_TOP_K, ge=1, description="Motion-token sampling: top-k (Teller uses 15).")
     temperature_mouth: float = Field(
-        default=0.2,
+        default=DEFAULT_TEMPERATURE_MOUTH,
         gt=0,
         description="Sampling temperature of lip and jaw tokens (lower: steadier lips, closer to the most "
         "likely lips for the audio; the model card compares held-out lip sync at 0.5 and 0.2).",
     )
     temperature_head: float = Field(
-        default=1.0, gt=0, description="Sampling temperature of head pose, blink and brow tokens."
+        default=DEFAULT_TEMPERATURE_HEAD, gt=0, description="Sampling temperature of head pose, blink and brow tokens."
     )
     lip_particles: int = Field(
-        default=4,
+        default=DEFAULT_LIP_PARTICLES,
         ge=1,
         le=16,
         description="Token chains the generator samples side by side (each with its own KV cache); the lips "
         "follow the mean of their mouth latents, the head the first chain. More: lips closer to the audio and a "
         "little more generator time per frame (the model card compares counts).",
+    )
+    worker_max_sessions: int | None = Field(
+        default=None,
+        ge=1,
+        description="Avatar worker: sessions one worker process takes before it reports itself full. Unset: the "
+        "machine's CPU cores (measure yours with `teller-agent bench --sessions N`).",
+    )
+    worker_load: Literal["cpu", "sessions"] = Field(
+        default="cpu",
+        description="Avatar worker: the load it reports to LiveKit. `cpu`: the larger of the machine's CPU use and "
+        "the share of its sessions in use; `sessions`: sessions only (machines shared with other work).",
+    )
+    worker_load_threshold: float = Field(
+        default=0.75, gt=0, le=1, description="Avatar worker: load above which it takes no more jobs."
+    )
+    worker_http_port: int = Field(
+        default=8081, ge=0, le=65535, description="Avatar worker: health-check HTTP port (0: any free port)."
     )
     whisper_model_dir: Path | None = Field(
         default=None,

@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from teller_agent.face.face68 import inner_lip_gap
 from teller_agent.data import (
     extract_clip,
     fit_motion,
-    inner_lip_gap,
     landmarks_to_motion,
     load_clip_audio,
     load_record,

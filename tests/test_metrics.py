@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from teller_agent.eval import metrics as m
+from teller_agent.face import face68 as f68
 
 # -- a synthetic 68-point face -------------------------------------------------------
 # Template in "face units" (x right, y down; the jaw spans x in [-1, 1]), iBUG order.
@@ -78,10 +79,12 @@ def test_index_sets_match_the_face68_space():
     from teller_agent.motion.space import FACE68
 
     g = FACE68.groups
-    assert m.EYE_LEFT == g["eye_left"] and m.EYE_RIGHT == g["eye_right"] and m.NOSE == g["nose"]
-    assert m.LIPS == g["lips_outer"] + g["lips_inner"]
+    assert f68.RIGHT_EYE == g["eye_right"] == tuple(range(36, 42)) and f68.LEFT_EYE == g["eye_left"]
+    assert f68.NOSE == g["nose"] and f68.LIPS == g["lips_outer"] + g["lips_inner"]
     lids = g["upper_lid_left"] + g["lower_lid_left"] + g["upper_lid_right"] + g["lower_lid_right"]
-    assert set(m.STABLE_POINTS).isdisjoint(g["jaw"] + m.LIPS + lids)
+    assert set(lids) == set(f68.EYELIDS)
+    assert set(f68.RIGID_POINTS).isdisjoint(g["jaw"] + f68.LIPS + lids + f68.BROWS)
+    assert set(f68.RIGID_POINTS) < set(f68.POSE_FIT_POINTS) and len(f68.POSE_FIT_WEIGHTS) == len(f68.POSE_FIT_POINTS)
 
 
 def test_geometry_of_the_template_face():
@@ -190,11 +193,11 @@ def test_shift_is_edge_padded():
 def test_normalize_pose_puts_the_reference_in_iod_units():
     lm = similarity(face(speech_openings(20)), 30.0, 2.5, (40.0, -7.0))
     out = m.normalize_pose(lm)
-    left, right = out[0, list(m.EYE_LEFT)].mean(0), out[0, list(m.EYE_RIGHT)].mean(0)
+    left, right = out[0, list(f68.RIGHT_EYE)].mean(0), out[0, list(f68.LEFT_EYE)].mean(0)  # image left, right
     np.testing.assert_allclose(right - left, [1.0, 0.0], atol=1e-12)
-    np.testing.assert_allclose(out[:, list(m.STABLE_POINTS)].mean(1), 0.0, atol=1e-12)
+    np.testing.assert_allclose(out[:, list(f68.RIGID_POINTS)].mean(1), 0.0, atol=1e-12)
     # Every frame shares the reference's stable points (they only moved rigidly).
-    np.testing.assert_allclose(out[:, list(m.STABLE_POINTS)], np.broadcast_to(out[:1, list(m.STABLE_POINTS)],
+    np.testing.assert_allclose(out[:, list(f68.RIGID_POINTS)], np.broadcast_to(out[:1, list(f68.RIGID_POINTS)],
                                                                               (20, 13, 2)), atol=1e-12)
     assert m.normalize_pose(np.zeros((0, 68, 2))).shape == (0, 68, 2)
 
@@ -213,7 +216,7 @@ def test_lve_is_invariant_to_pose_and_size():
 def test_lve_of_a_known_lip_displacement():
     true = face(speech_openings(40), roll_deg=0.0)
     pred = true.copy()
-    pred[:, list(m.LIPS), 1] += 0.1 * IOD_PX  # all lips 0.1 inter-ocular distances down
+    pred[:, list(f68.LIPS), 1] += 0.1 * IOD_PX  # all lips 0.1 inter-ocular distances down
     assert m.lip_vertex_error(pred, true) == pytest.approx(0.1, rel=1e-9)
     # The same in a rotated, smaller copy of the prediction.
     assert m.lip_vertex_error(similarity(pred, 40.0, 0.5, (3.0, 4.0)), true) == pytest.approx(0.1, rel=1e-9)

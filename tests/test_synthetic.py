@@ -11,9 +11,9 @@ import pytest
 from teller_agent.config import FPS
 from teller_agent.data import espeak
 from teller_agent.data.augment import AugmentConfig, augment, pitch_shift, time_stretch
+from teller_agent.face.face68 import MIDLINE_LIP_PAIR, lip_gap_delta
 from teller_agent.data.visemes import (
     articulation_tracks,
-    inner_lip_gap,
     phoneme_to_visemes,
     phonemes_to_expression,
 )
@@ -29,7 +29,7 @@ CLOSED, OPEN = 0.003, 0.03  # inner-lip gap change in face widths
 
 def _bilabial_checks(phonemes, exp):
     """Closed lips at the middle of every p/b/m, open lips during every vowel of >= 80 ms."""
-    gap = inner_lip_gap(exp)
+    gap = lip_gap_delta(exp, MIDLINE_LIP_PAIR)
     closures = opens = 0
     for start, end, sym in phonemes:
         if sym in BILABIAL:
@@ -48,7 +48,7 @@ def _closure_dips(phonemes, exp):
     (:func:`teller_agent.data.synthetic.make_clip`), so a one-frame closure no longer reaches 0: each p/b/m
     must still nearly close the lips: within a frame of its middle, the inner-lip gap falls below a quarter of
     the clip's widest opening."""
-    gap = inner_lip_gap(exp)
+    gap = lip_gap_delta(exp, MIDLINE_LIP_PAIR)
     dips = 0
     for start, end, sym in phonemes:
         if sym in BILABIAL:

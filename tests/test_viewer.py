@@ -72,6 +72,17 @@ def test_heard_until_reads_the_cut_from_the_content_not_the_arrival_times():
     assert V.heard_until(_received(_speech(2.0, seed=1), {}), sent, RATE, after=0.0) is None
 
 
+def test_a_turn_cut_inside_a_pause_was_heard_anywhere_in_that_pause():
+    sent = _speech(3.0)
+    sent[int(1.0 * RATE) : int(1.4 * RATE)] = 0  # a pause between words, 1.0-1.4 s
+    cut = int(1.2 * RATE)
+    rec = _received(np.concatenate([sent[:cut], np.zeros(RATE, np.int16)]), {})
+    turn = V.turn_audio(rec, sent, RATE, after=0.0)
+    assert abs(turn.heard - 1.0) < 0.011 and abs(turn.heard_quiet_until - 1.4) < 0.011
+    assert turn.heard_to(1.2, 0.06) and turn.heard_to(1.45, 0.06) and turn.heard_to(0.95, 0.06)
+    assert not turn.heard_to(1.5, 0.06) and not turn.heard_to(0.9, 0.06)  # past the next word, or short of the pause
+
+
 def test_a_turn_whose_start_arrived_warped_counts_as_heard_one_whose_start_was_lost_does_not():
     sent = _speech(3.0)
     head = int(0.5 * RATE)

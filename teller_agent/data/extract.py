@@ -100,14 +100,15 @@ from typing import Any
 import numpy as np
 from scipy.signal import savgol_filter
 
-from ..config import FPS
+from ..config import DEFAULT_FACE_CENTER_Y, DEFAULT_FACE_SCALE, FPS
 from ..errors import AudioLoadError, TellerError
-from ..face.landmarks import NUM_LANDMARKS, Box, detect_faces, face_width, predict_landmarks
+from ..face.face68 import MOUTH_AND_CHIN, NUM_LANDMARKS, POSE_FIT_POINTS, POSE_FIT_WEIGHTS, inner_lip_gap
+from ..face.landmarks import Box, detect_faces, face_width, predict_landmarks
 from ..face.mesh import MIN_PRESENCE, FaceMesh, lips_from_mesh
 from ..media import load_audio, probe, read_video_frames
 from ..utils.atomic import atomic_path
 from ..motion.latent import MotionLatent, PortraitKeypoints
-from ..motion.space import FACE68, INNER_LIP_PAIRS
+from ..motion.space import FACE68
 
 log = logging.getLogger(__name__)
 
@@ -139,19 +140,11 @@ MAX_SIZE_JUMP = 0.25
 MIN_TRACK_IOU = 0.3
 
 #: Framing of the virtual crop (defaults of :class:`~teller_agent.config.TellerSettings`).
-FACE_SCALE = 0.42
-FACE_CENTER_Y = 0.45
+FACE_SCALE = DEFAULT_FACE_SCALE
+FACE_CENTER_Y = DEFAULT_FACE_CENTER_Y
 #: Side of the square frame in which errors are reported (pixels).
 ERROR_FRAME_SIZE = 512
 
-#: Points used for the rigid head fit, with weights: nose, eye corners, brows (half weight).
-NOSE_POINTS = tuple(range(27, 36))
-EYE_CORNERS = (36, 39, 42, 45)
-BROW_POINTS = tuple(range(17, 27))
-STABLE_POINTS = NOSE_POINTS + EYE_CORNERS + BROW_POINTS
-STABLE_WEIGHTS = np.array([1.0] * len(NOSE_POINTS) + [1.0] * len(EYE_CORNERS) + [0.5] * len(BROW_POINTS))
-#: Points whose rest position is taken from closed-mouth frames only.
-MOUTH_AND_CHIN = tuple(range(3, 14)) + tuple(range(48, 68))
 #: Frames whose inner-lip gap is in this lowest fraction of the clip count as "mouth closed".
 CLOSED_MOUTH_QUANTILE = 0.2
 
@@ -471,19 +464,6 @@ def track_landmarks(
 # ---------------------------------------------------------------------------
 
 
-def inner_lip_gap(points: np.ndarray) -> np.ndarray:
-    """Mouth opening: mean distance of the inner-lip pairs 61-67, 62-66, 63-65.
-
-    Args:
-        points: (..., 68, >=2) landmarks or keypoints (only x, y are used).
-
-    Returns:
-        (...) array in the units of ``points``.
-    """
-    p = np.asarray(points)[..., :2]
-    return np.mean([np.linalg.norm(p[..., b, :] - p[..., a, :], axis=-1) for a, b in INNER_LIP_PAIRS], axis=0)
-
-
 def _rot64(angles: np.ndarray) -> np.ndarray:
     """float64 twin of :func:`~teller_agent.motion.rotation_matrix`; ``angles`` (..., 3) radians (pitch, yaw, roll)."""
     p, y, r = angles[..., 0], angles[..., 1], angles[..., 2]
@@ -649,8 +629,8 @@ def fit_motion(
     crop = (float(centre[0] - half * (1 + offset[0])), float(centre[1] - half * (1 + offset[1])), float(side))
 
     # 2. Rest shape: generalised Procrustes on stable points, median, closed mouth from closed frames.
-    stable = np.array(STABLE_POINTS)
-    wts = STABLE_WEIGHTS
+    stable = np.array(POSE_FIT_POINTS)
+    wts = POSE_FIT_WEIGHTS
     anchor = np.median(obs[good], axis=0)
     aligned = np.empty((len(good), NUM_LANDMARKS, 2))
     for _ in range(2):

@@ -42,7 +42,6 @@ Public API::
     articulation_tracks(phonemes, num_frames, emphasis=None) -> dict[str, (T,) float32]
     tracks_to_expression(tracks) -> (T, 68, 3) float32 deltas
     phonemes_to_expression(phonemes, num_frames, emphasis=None) -> (T, 68, 3)
-    inner_lip_gap(exp) -> (T,) gap delta at the lip midline (62/66), face widths
 """
 
 from __future__ import annotations
@@ -61,7 +60,6 @@ __all__ = [
     "VISEMES",
     "VISEME_TARGETS",
     "articulation_tracks",
-    "inner_lip_gap",
     "phoneme_to_visemes",
     "phonemes_to_expression",
     "tracks_to_expression",
@@ -309,7 +307,3 @@ def phonemes_to_expression(
     return tracks_to_expression(articulation_tracks(phonemes, num_frames, emphasis))
 
 
-def inner_lip_gap(exp: np.ndarray) -> np.ndarray:
-    """(T,) change of the inner-lip opening at the midline (landmark 66 y minus 62 y), face widths."""
-    exp = np.asarray(exp)
-    return exp[:, 66, 1] - exp[:, 62, 1]

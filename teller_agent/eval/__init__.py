@@ -1,13 +1,10 @@
 """Evaluation: lip-sync and motion-quality metrics on face68 landmark trajectories."""
 
 from .metrics import (
-    LIPS,
-    STABLE_POINTS,
     best_lag,
     blink_rate,
     count_blinks,
     eye_aspect_ratio,
-    eye_centres,
     inter_ocular_distance,
     jitter,
     lagged_pearson,
@@ -22,13 +19,10 @@ from .metrics import (
 )
 
 __all__ = [
-    "LIPS",
-    "STABLE_POINTS",
     "best_lag",
     "blink_rate",
     "count_blinks",
     "eye_aspect_ratio",
-    "eye_centres",
     "inter_ocular_distance",
     "jitter",
     "lagged_pearson",

@@ -30,28 +30,10 @@ from typing import Sequence
 
 import numpy as np
 
-from ..motion.space import INNER_LIP_PAIRS
-
 from ..config import FPS
+from ..face.face68 import INNER_LIP_PAIRS, LEFT_EYE, LIPS, NUM_LANDMARKS, RIGHT_EYE, RIGID_POINTS, eye_centers
 
-# -- landmark index sets (iBUG 300-W / dlib 68-point order) --------------------
-
-#: Number of landmarks of the face68 layout.
-NUM_LANDMARKS = 68
-#: Image-left eye (subject's right), corners 36 (outer) and 39 (inner).
-EYE_LEFT = tuple(range(36, 42))
-#: Image-right eye (subject's left), corners 42 (inner) and 45 (outer).
-EYE_RIGHT = tuple(range(42, 48))
-#: Nose bridge 27-30 and nostrils 31-35.
-NOSE = tuple(range(27, 36))
-#: Outer (48-59) and inner (60-67) lip contours: the keypoints LVE measures.
-LIPS = tuple(range(48, 68))
-#: Points that move rigidly with the skull: nose and the four eye corners.
-#: Used to align faces before comparing lips. Excluded: the eyelids (37, 38,
-#: 40, 41, 43, 44, 46, 47), which move in blinks; the brows, which move with
-#: expression; the jaw and lips, which move with speech (the signal measured).
-STABLE_POINTS = NOSE + (36, 39, 42, 45)
-#: Inner-lip pairs (upper, lower) whose gaps define the mouth opening.
+# -- landmark index sets: teller_agent.face.face68 (iBUG 300-W / dlib 68-point order) --------
 
 
 # -- validation and small helpers ----------------------------------------------
@@ -94,22 +76,8 @@ def _is_constant(x: np.ndarray) -> bool:
 # -- face geometry ---------------------------------------------------------------
 
 
-def eye_centres(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Centres of the two eyes.
-
-    Args:
-        landmarks: ``(T, 68, 2)`` float pixels.
-
-    Returns:
-        ``(left, right)``: two ``(T, 2)`` float64 arrays in pixels, the means of
-        landmarks 36-41 (image-left eye) and 42-47 (image-right eye).
-    """
-    lm = _landmarks(landmarks)
-    return lm[:, EYE_LEFT].mean(axis=1), lm[:, EYE_RIGHT].mean(axis=1)
-
-
 def inter_ocular_distance(landmarks: np.ndarray) -> np.ndarray:
-    """Distance between the eye centres (see :func:`eye_centres`), per frame.
+    """Distance between the eye centres (:func:`teller_agent.face.face68.eye_centers`), per frame.
 
     Args:
         landmarks: ``(T, 68, 2)`` float pixels.
@@ -117,8 +85,8 @@ def inter_ocular_distance(landmarks: np.ndarray) -> np.ndarray:
     Returns:
         ``(T,)`` float64 pixels (empty for T = 0).
     """
-    left, right = eye_centres(landmarks)
-    return np.linalg.norm(right - left, axis=-1)
+    centers = eye_centers(_landmarks(landmarks))
+    return np.linalg.norm(centers[:, 1] - centers[:, 0], axis=-1)
 
 
 def mouth_opening(landmarks: np.ndarray) -> np.ndarray:
@@ -159,7 +127,7 @@ def eye_aspect_ratio(landmarks: np.ndarray) -> np.ndarray:
     """
     lm = _landmarks(landmarks)
     ears = []
-    for eye in (EYE_LEFT, EYE_RIGHT):
+    for eye in (RIGHT_EYE, LEFT_EYE):
         p = lm[:, eye]  # (T, 6, 2): p1..p6 are p[:, 0]..p[:, 5]
         height = np.linalg.norm(p[:, 1] - p[:, 5], axis=-1) + np.linalg.norm(p[:, 2] - p[:, 4], axis=-1)
         width = np.linalg.norm(p[:, 0] - p[:, 3], axis=-1)
@@ -179,7 +147,7 @@ def _canonical_reference(reference: np.ndarray, points: Sequence[int]) -> np.nda
     centred (no rotation, no scaling: units stay pixels).
     """
     z = reference[:, 0] + 1j * reference[:, 1]
-    eye_line = z[list(EYE_RIGHT)].mean() - z[list(EYE_LEFT)].mean()
+    eye_line = z[list(LEFT_EYE)].mean() - z[list(RIGHT_EYE)].mean()  # image left to image right
     if eye_line == 0:
         eye_line = 1.0 + 0.0j
     # Dividing by the complex eye vector rotates it onto +x and scales it to 1.
@@ -189,7 +157,7 @@ def _canonical_reference(reference: np.ndarray, points: Sequence[int]) -> np.nda
 def normalize_pose(
     landmarks: np.ndarray,
     reference: np.ndarray | None = None,
-    points: Sequence[int] = STABLE_POINTS,
+    points: Sequence[int] = RIGID_POINTS,
 ) -> np.ndarray:
     """Remove per-frame translation, scale and in-plane rotation (similarity Procrustes).
 
@@ -209,7 +177,7 @@ def normalize_pose(
     Args:
         landmarks: ``(T, 68, 2)`` float pixels.
         reference: ``(68, 2)`` float pixels, or None to use ``landmarks[0]``.
-        points: landmark indices the fit uses (default :data:`STABLE_POINTS`:
+        points: landmark indices the fit uses (default :data:`RIGID_POINTS`:
             nose and eye corners, which do not move with speech or blinks);
             at least two distinct points are needed for a fit.
 
@@ -256,7 +224,7 @@ def lip_vertex_error(pred: np.ndarray, true: np.ndarray) -> float:
     Both trajectories are first pose- and size-normalised with
     :func:`normalize_pose` onto one common reference, ``true``'s first frame in
     its canonical frame (unit = its inter-ocular distance). Each trajectory is
-    aligned frame by frame on *its own* :data:`STABLE_POINTS` (nose and eye
+    aligned frame by frame on *its own* :data:`RIGID_POINTS` (nose and eye
     corners; not the lids, brows, jaw or lips, which move with blinks,
     expression and speech). So head motion, framing and face size do not
     count; only lip shape and position relative to the nose and eyes do.

@@ -17,11 +17,11 @@ from .landmarks import (
     FaceDetection,
     detect_faces,
     detect_landmarks,
-    eye_centers,
     face_width,
     predict_landmarks,
     predictor_path,
 )
+from .face68 import eye_centers
 from .prepare import PREP_VERSION, prepare_avatar
 
 __all__ = [

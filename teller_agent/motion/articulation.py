@@ -13,7 +13,7 @@ learned generator predicts deltas directly.
   follows and swings back), the upper lip lifts a little.
 * ``lip_round``: 1 = rounded, protruded lips ("oo"): corners move in and forward.
 * ``lip_spread``: 1 = spread lips ("ee", a smile): corners out and up.
-* ``blink_left`` / ``blink_right``: 1 = the upper lid of the image-left / image-right
+* ``blink_left`` / ``blink_right``: 1 = the upper lid of the subject's left / right
   eye lowered by a typical eye opening (0.075 face widths); the renderer
   stops the lid at the lower lid, so any amount >= 1 closes the eye.
 * ``brow_raise``: 1 = both brows up by 0.05 face widths.

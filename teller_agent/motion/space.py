@@ -19,6 +19,7 @@ from typing import Mapping
 
 import numpy as np
 
+from ..face import face68
 from .latent import MotionLatent, PortraitKeypoints, rotation_matrix
 
 # Depth of each of the 68 landmarks relative to the head's rotation pivot, in
@@ -40,22 +41,21 @@ _DEPTH_BEHIND_NOSE = np.array(
 )
 FACE68_DEPTH = _DEPTH_BEHIND_NOSE + _NOSE_TIP_DEPTH
 
-#: Inner-lip landmark pairs (upper, lower) facing each other across the mouth opening.
-INNER_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))
-
+#: Named index sets of the face68 space, from :mod:`teller_agent.face.face68` (left and right are
+#: the subject's).
 FACE68_GROUPS: Mapping[str, tuple[int, ...]] = MappingProxyType({
-    "jaw": tuple(range(0, 17)),
-    "brow_left": tuple(range(17, 22)),  # image left (subject's right)
-    "brow_right": tuple(range(22, 27)),
-    "nose": tuple(range(27, 36)),
-    "eye_left": tuple(range(36, 42)),
-    "eye_right": tuple(range(42, 48)),
-    "lips_outer": tuple(range(48, 60)),
-    "lips_inner": tuple(range(60, 68)),
-    "upper_lid_left": (37, 38),
-    "upper_lid_right": (43, 44),
-    "lower_lid_left": (41, 40),
-    "lower_lid_right": (47, 46),
+    "jaw": face68.JAW,
+    "brow_right": face68.RIGHT_BROW,
+    "brow_left": face68.LEFT_BROW,
+    "nose": face68.NOSE,
+    "eye_right": face68.RIGHT_EYE,
+    "eye_left": face68.LEFT_EYE,
+    "lips_outer": face68.OUTER_LIPS,
+    "lips_inner": face68.INNER_LIPS,
+    "upper_lid_right": (37, 38),
+    "lower_lid_right": (41, 40),
+    "upper_lid_left": (43, 44),
+    "lower_lid_left": (47, 46),
 })
 
 
@@ -112,9 +112,9 @@ class MotionSpace:
             raise ValueError(f"expected landmarks of shape ({self.num_keypoints}, 2), got {pts.shape}")
         xy = pts / (frame_size / 2.0) - 1.0
         eyes = self.groups
-        left_eye = xy[list(eyes["eye_left"])].mean(0)
-        right_eye = xy[list(eyes["eye_right"])].mean(0)
-        roll = float(np.degrees(np.arctan2(right_eye[1] - left_eye[1], right_eye[0] - left_eye[0])))
+        image_left = xy[list(eyes["eye_right"])].mean(0)  # the subject's right eye
+        image_right = xy[list(eyes["eye_left"])].mean(0)
+        roll = float(np.degrees(np.arctan2(image_right[1] - image_left[1], image_right[0] - image_left[0])))
         jaw = self.groups["jaw"]
         scale = float(np.linalg.norm(xy[jaw[-1]] - xy[jaw[0]]))
         if scale <= 1e-6:

@@ -14,6 +14,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from ..config import DEFAULT_RENDER_GRID
 from ..motion.latent import MotionLatent
 from ..motion.space import FACE68
 from .paint import mouth_gap, paint_eyelids, paint_mouth
@@ -50,7 +51,7 @@ class WarpRenderer:
 
     space = FACE68
 
-    def __init__(self, avatar, grid: int = 64):
+    def __init__(self, avatar, grid: int = DEFAULT_RENDER_GRID):
         self.avatar = avatar
         self.image = np.ascontiguousarray(avatar.image)
         self.size = self.image.shape[0]

@@ -22,10 +22,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..config import DEFAULT_RENDER_GRID
+
 from . import tps
 from .paint import smoothstep
 from ..motion.latent import MotionLatent, PortraitKeypoints
-from ..motion.space import INNER_LIP_PAIRS
+from ..face.face68 import INNER_LIP_PAIRS
 
 # Rigid head points in canonical face widths (x right, y down, z toward the
 # camera), placed relative to the eye centre: they carry forehead, hair and
@@ -59,7 +61,7 @@ class HeadWarp:
         moving: (S, S) bool, the pixels the warp may move; all others stay the portrait's.
     """
 
-    def __init__(self, image: np.ndarray, portrait: PortraitKeypoints, grid: int = 64, falloff: float = 0.35):
+    def __init__(self, image: np.ndarray, portrait: PortraitKeypoints, grid: int = DEFAULT_RENDER_GRID, falloff: float = 0.35):
         self.image = image
         self.portrait = portrait
         self.size = size = image.shape[0]

@@ -22,7 +22,7 @@ from .stamp import SPEAKING, read_stamp, stamp
 #: Imported on first use (PEP 562), so that reading frame stamps (``teller_agent.live.viewer``, in
 #: its own process) does not load torch and the motion model's modules.
 _LAZY = {"INTERRUPT_SETTLE": ".engine", "AvatarEngine": ".engine", "AvatarFrame": ".engine",
-         "mouth_opening": ".engine", "SpeechGate": ".gate", "IdleMotion": ".idle"}
+         "SpeechGate": ".gate", "IdleMotion": ".idle"}
 
 
 def __getattr__(name: str):
@@ -38,7 +38,6 @@ __all__ = [
     "AvatarFrame",
     "IdleMotion",
     "SpeechGate",
-    "mouth_opening",
     "read_stamp",
     "stamp",
 ]

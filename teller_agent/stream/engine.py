@@ -32,10 +32,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..audio.resampler import StreamResampler, as_mono_float
-from ..config import FPS, TellerSettings
+from ..config import DEFAULT_RENDER_GRID, FPS, TellerSettings
 from ..fmlg.tokenizer import MOUTH_KEYPOINTS
 from ..motion.latent import MotionLatent, blend
-from ..motion.space import INNER_LIP_PAIRS
+from ..face.face68 import lip_gap_delta
 from ..render import WarpRenderer
 from .gate import SpeechGate
 from .idle import IdleMotion
@@ -82,14 +82,6 @@ class AvatarFrame:
     render_ms: float = 0.0
 
 
-def mouth_opening(motion: MotionLatent) -> np.ndarray:
-    """(T,) inner-lip opening of ``face68`` motion in face widths: mean vertical gap of the
-    inner-lip pairs added by the expression deltas (0 = the portrait's own mouth)."""
-    upper = [u for u, _ in INNER_LIP_PAIRS]
-    lower = [lo for _, lo in INNER_LIP_PAIRS]
-    return (motion.exp[:, lower, 1] - motion.exp[:, upper, 1]).mean(axis=1)
-
-
 class AvatarEngine:
     """Live audio -> (frame, audio slice) pairs for one avatar.
 
@@ -108,7 +100,7 @@ class AvatarEngine:
     """
 
     def __init__(self, avatar, generator, *, sample_rate: int = 24000, seed: int = 0, vad: bool = True,
-                 stamp_frames: bool = False, render_grid: int = 64):
+                 stamp_frames: bool = False, render_grid: int = DEFAULT_RENDER_GRID):
         if sample_rate <= 0 or sample_rate % FPS:
             raise ValueError(f"sample_rate must be a positive multiple of {FPS} Hz, got {sample_rate}")
         self.avatar = avatar
@@ -402,5 +394,5 @@ class AvatarEngine:
             stamp(image, (SPEAKING if speaking else 0) | (index & 0x7FFF))
         self._last = motion
         return AvatarFrame(image=image, audio=audio, speaking=speaking, index=index,
-                           mouth=float(mouth_opening(motion)[0]),
+                           mouth=float(lip_gap_delta(motion.exp)[0]),
                            render_ms=(time.perf_counter() - t1) * 1000)

@@ -70,17 +70,17 @@ def mouth_sync(generator: MotionGenerator, clips: list[Clip], max_seconds: float
 
 
 def default_eval_temperatures() -> tuple[float, ...]:
-    """The default lip temperature (``TellerSettings``' default, what ships)."""
-    from ..config import TellerSettings
+    """The default lip temperature (what ships)."""
+    from ..config import DEFAULT_TEMPERATURE_MOUTH
 
-    return (TellerSettings.model_fields["temperature_mouth"].default,)
+    return (DEFAULT_TEMPERATURE_MOUTH,)
 
 
 def default_lip_particles() -> int:
-    """``TellerSettings``' default number of lip particles (what ships)."""
-    from ..config import TellerSettings
+    """The default number of lip particles (what ships)."""
+    from ..config import DEFAULT_LIP_PARTICLES
 
-    return TellerSettings.model_fields["lip_particles"].default
+    return DEFAULT_LIP_PARTICLES
 
 
 def evaluate_checkpoint(checkpoint, clips: list[Clip], temperatures: tuple[float, ...] | None = None,

@@ -9,13 +9,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..config import DEFAULT_FACE_SCALE
 from ..fmlg.checkpoint import save_checkpoint
 from ..fmlg.tokenizer import FEATURE_DIM, MOUTH_DIM, HEAD_DIM, MotionTokenizer, TokenizerConfig
 from .dataset import Clip, load_clips, sample_clips
 from .plots import plot_curves
 
-#: Face width in pixels at 512x512 with the default framing (face_scale 0.42).
-FACE_WIDTH_PX_512 = 0.42 * 512
+#: Face width in pixels at 512x512 with the default framing.
+FACE_WIDTH_PX_512 = DEFAULT_FACE_SCALE * 512
 
 
 def _windows(clips: list[Clip], length: int, batch: int, rng: np.random.Generator) -> torch.Tensor:

@@ -14,14 +14,9 @@ audio, publishes its :class:`TellerMetrics` as the participant attribute
 
 Load: each session needs one real-time stream of frames; the worker reports
 ``max(CPU load, sessions / max_sessions)`` so LiveKit stops dispatching to a
-full machine. Environment:
-
-* ``TELLER_WORKER_MAX_SESSIONS``: sessions one worker takes (default: CPU cores; measure
-  yours with ``teller-agent bench --sessions N``);
-* ``TELLER_WORKER_LOAD=sessions``: count sessions only, ignoring CPU use by other programs
-  (for machines shared with other work);
-* ``TELLER_WORKER_LOAD_THRESHOLD``: load above which the worker takes no more jobs (default 0.75);
-* ``TELLER_WORKER_HTTP_PORT``: the worker's health-check port (default 8081; 0 = any free port).
+full machine. Its settings are fields of :class:`teller_agent.TellerSettings` (``TELLER_*``
+environment variables or ``.env``, listed in the README): ``worker_max_sessions``,
+``worker_load`` (``cpu`` or ``sessions``), ``worker_load_threshold``, ``worker_http_port``.
 """
 
 from __future__ import annotations
@@ -63,8 +58,19 @@ class AgentAudioReceiver(DataStreamAudioReceiver):
         return None
 
 
-def _max_sessions() -> int:
-    return int(os.environ.get("TELLER_WORKER_MAX_SESSIONS") or os.cpu_count() or 1)
+_worker_settings: TellerSettings | None = None
+
+
+def _settings() -> TellerSettings:
+    """The worker's settings, read once (the load is asked for about twice a second)."""
+    global _worker_settings
+    if _worker_settings is None:
+        _worker_settings = TellerSettings()
+    return _worker_settings
+
+
+def _max_sessions(settings: TellerSettings) -> int:
+    return settings.worker_max_sessions or os.cpu_count() or 1
 
 
 class CpuLoad:
@@ -87,8 +93,9 @@ def worker_load(server: AgentServer) -> float:
     """The load this worker reports to LiveKit, in [0, 1]: the larger of the machine's CPU use and
     the share of its session capacity in use."""
     global _cpu_load
-    sessions = min(1.0, _active_sessions / _max_sessions())
-    if os.environ.get("TELLER_WORKER_LOAD") == "sessions":
+    settings = _settings()
+    sessions = min(1.0, _active_sessions / _max_sessions(settings))
+    if settings.worker_load == "sessions":
         return sessions
     if _cpu_load is None:
         _cpu_load = CpuLoad()
@@ -180,8 +187,9 @@ def build_server(agent_name: str = DEFAULT_WORKER_AGENT_NAME, **server_kwargs) -
     server_kwargs.setdefault("setup_fnc", _prewarm)
     server_kwargs.setdefault("load_fnc", worker_load)
     server_kwargs.setdefault("num_idle_processes", 1)
-    server_kwargs.setdefault("load_threshold", float(os.environ.get("TELLER_WORKER_LOAD_THRESHOLD") or 0.75))
-    server_kwargs.setdefault("port", int(os.environ.get("TELLER_WORKER_HTTP_PORT") or 8081))
+    settings = _settings()
+    server_kwargs.setdefault("load_threshold", settings.worker_load_threshold)
+    server_kwargs.setdefault("port", settings.worker_http_port)
     server = AgentServer(**server_kwargs)
     server.rtc_session(_entrypoint, agent_name=agent_name, on_request=_on_request)
     return server
