@@ -57,7 +57,8 @@ class TellerSettings(BaseSettings):
         gt=0.1,
         lt=0.9,
         description="Framing: face width (jaw contour, landmarks 0-16) as a fraction of the frame "
-        "width. Smaller shows more head, hair and shoulders.",
+        "width. Smaller shows more head, hair and shoulders. A photo cropped too tight for it is framed up "
+        "to 1.5x closer.",
     )
     face_center_y: float = Field(
         default=DEFAULT_FACE_CENTER_Y,

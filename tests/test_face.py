@@ -224,15 +224,23 @@ def test_use_cache_false_writes_nothing(tmp_path, astronaut):
     assert not settings.cache_dir.exists()
 
 
-def test_face_near_the_border_is_padded(tmp_path, astronaut):
-    # keep only the lower-right part so the crop leaves the image on the left and top
-    corner = np.ascontiguousarray(astronaut[90:, 150:])
+def test_face_near_the_border_is_framed_inside_the_photo_or_filled_without_streaks(tmp_path, astronaut):
+    from teller_agent.face import framing
+
+    # keep only the lower-right part: the configured crop would leave the image on the left and top
+    corner = np.ascontiguousarray(astronaut[60:, 120:])
     avatar = prepare_avatar(corner, settings=make_settings(tmp_path), use_cache=False)
-    x0, y0, _ = avatar.crop_box
-    assert x0 < 0 and y0 < 0
+    x0, y0, side = avatar.crop_box
+    h, w = corner.shape[:2]
+    assert x0 >= 0 and y0 >= 0 and x0 + side <= w and y0 + side <= h  # moved and zoomed in to stay inside
     assert_face_geometry(avatar.landmarks, avatar.face_box)
-    # replicated border: the first column repeats across the left padding
-    np.testing.assert_array_equal(avatar.image[:, 0], avatar.image[:, 5])
+    # tighter still: no crop fits within the zoom limit, and the band is filled, not replicated
+    tight = np.ascontiguousarray(astronaut[90:, 150:])
+    avatar = prepare_avatar(tight, settings=make_settings(tmp_path), use_cache=False)
+    x0, y0, side = avatar.crop_box
+    assert x0 < 0 or y0 < 0 or x0 + side > tight.shape[1] or y0 + side > tight.shape[0]
+    assert framing.streak_share(avatar.image) == 0.0
+    assert_face_geometry(avatar.landmarks, avatar.face_box)
 
 
 # --- bad inputs ----------------------------------------------------------------

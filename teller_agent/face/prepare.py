@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 #: Version of the preparation algorithm; part of the cache key. Bump it when
 #: the output of :func:`prepare_avatar` changes for the same input.
-PREP_VERSION = 1
+PREP_VERSION = 2
 
 #: What :func:`prepare_avatar` accepts as the portrait.
 ImageInput = Union[None, str, os.PathLike, bytes, np.ndarray]
@@ -112,7 +112,8 @@ def _prepare(rgb: np.ndarray, name: str, key: str, settings: TellerSettings) -> 
     width = face_width(detection.landmarks)
     _check_face_width(width, name, settings)
     size = settings.frame_size
-    crop = framing.crop_for_face(detection.landmarks, settings.face_scale, settings.face_center_y)
+    crop = framing.crop_for_face(detection.landmarks, settings.face_scale, settings.face_center_y,
+                                 image_size=(rgb.shape[1], rgb.shape[0]))
     crop_image = framing.extract_crop(rgb, crop, size)
     box = framing.to_crop_box(detection.box, crop, size)
     landmarks = predict_landmarks(crop_image, box)
