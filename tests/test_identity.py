@@ -1,0 +1,55 @@
+"""Identity kept: rendered frames of real portraits speaking real speech stay the photo's person
+(dlib face-descriptor distance; dlib's same-person threshold is 0.6)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+PORTRAITS = ("AniPortrait__Aragaki.png", "EAMM__7.png")
+SPEECH = "AniPortrait__lyl.wav"
+
+
+@pytest.fixture
+def real_media(shared_data):
+    portraits = [shared_data / "portraits" / n for n in PORTRAITS]
+    speech = shared_data / "speech" / SPEECH
+    missing = [p.name for p in [*portraits, speech] if not p.is_file()]
+    if missing:
+        pytest.skip(f"shared media missing: {missing}")
+    return portraits, speech
+
+
+def test_two_real_portraits_keep_their_identity_while_speaking(real_media, settings):
+    from teller_agent.eval.identity import evaluate_identity
+
+    portraits, speech = real_media
+    result = evaluate_identity(portraits, [speech], settings, seconds=1.0, every=5, progress=False)
+    assert [r["name"] for r in result["portraits"]] == list(PORTRAITS) and result["lost"] == 0
+    print({r["name"]: (round(r["mean"], 3), round(r["worst"], 3)) for r in result["portraits"]})
+    assert result["mean"] <= 0.22 and result["worst"] <= 0.36
+
+
+def test_the_descriptor_tells_two_people_apart(real_media):
+    from teller_agent.face.identity import SAME_PERSON_DISTANCE, face_descriptor
+    from teller_agent.face.image import load_portrait
+
+    portraits, _ = real_media
+    a, b = (face_descriptor(load_portrait(p, 60_000_000)) for p in portraits)
+    assert np.linalg.norm(a - b) > SAME_PERSON_DISTANCE
+
+
+def test_eval_identity_command_writes_its_table_and_json(real_media, tmp_path, monkeypatch, settings):
+    from teller_agent.cli import main
+
+    portraits, speech = real_media
+    monkeypatch.setenv("TELLER_CACHE_DIR", str(settings.cache_dir))
+    out = tmp_path / "identity"
+    code = main(["eval", "identity", "--portraits", str(portraits[0].parent), "--speech", str(speech.parent),
+                 "--limit", "1", "--seconds", "0.4", "--every", "5", "--out", str(out), "-q"])
+    assert code == 0
+    result = json.loads((out / "identity.json").read_text())
+    assert result["frames"] >= 2 and result["mean"] is not None and "eval identity" in result["command"]
+    assert "| **all** |" in (out / "identity.md").read_text()
