@@ -361,3 +361,67 @@ def test_avatar_worker_keeps_25_fps_and_av_sync(server, sentence, settings):
     print(f"worker mode: {fps:.1f} fps, A/V offset {offset * 1000:+.1f} ms, audio gaps {r.aligned.stretch_s * 1000:.0f} ms")
     assert abs(offset) <= 0.040
     assert r.aligned.stretch_s <= MAX_AUDIO_GAPS_S, f"the turn's audio arrived with {r.aligned.stretch_s:.3f} s of gaps"
+
+
+def test_a_crashed_avatar_worker_does_not_hang_the_agent_and_is_replaced(server, sentence, settings, cpu_hog):
+    """The avatar's job processes die mid-turn (the worker server lives on): the agent's turn is
+    answered as interrupted within 3 s (its heartbeat stops) instead of never; once LiveKit drops
+    the dead participant (its reconnection window, about 20 s) a new avatar worker is dispatched
+    under the same identity, and the next turn reaches the viewer in full through it."""
+    import psutil
+
+    pcm, sr = sentence
+    env = dict(server.env(), TELLER_CACHE_DIR=str(settings.cache_dir), TELLER_WORKER_LOAD="sessions")
+    try:
+        worker = start_worker(env, timeout=90)
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    try:
+        async def main():
+            async with harness(server, "crash", mode="worker") as h:
+                await h.start_avatar()
+                await h.wait_first_frame(timeout=60)
+                turn = h.say(pcm, sr)  # a TTS burst: all of the turn is sent, the agent waits for its playout
+                await asyncio.sleep(1.5)
+                jobs = psutil.Process(worker.pid).children(recursive=True)
+                t_kill = time.perf_counter()
+                for p in jobs:  # the job processes (the one rendering and the idle ones): the server lives on
+                    p.kill()
+                # the replacement joins under the same identity and publishes its video
+                t_gone = t_back = None
+                while time.perf_counter() - t_kill < 60:
+                    present = h.avatar.avatar_identity in h.room.remote_participants
+                    if t_gone is None and not present:
+                        t_gone = time.perf_counter()
+                    if t_gone is not None and present:
+                        t_back = time.perf_counter()
+                        break
+                    await asyncio.sleep(0.1)
+                await asyncio.wait_for(turn, 5)
+                answered = h.run.playbacks[-1]
+                await asyncio.sleep(3.0)
+                t_say = time.perf_counter()
+                await asyncio.wait_for(h.say(pcm, sr, realtime=True), len(pcm) / sr + 15)
+                await asyncio.sleep(1.0)
+                return h, t_kill, t_gone, answered, t_back, t_say
+
+        h, t_kill, t_gone, answered, t_back, t_say = asyncio.run(main())
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+        time.sleep(0.2)
+        out = "".join(worker.log_tail)
+    print(f"crash: avatar left the room {(t_gone - t_kill) if t_gone else float('nan'):.2f} s after the kill; "
+          f"the agent's turn answered {answered.t - t_kill:.2f} s after the kill (interrupted {answered.interrupted}, "
+          f"position {answered.position:.2f} s); avatar back after {(t_back - t_kill) if t_back else float('nan'):.1f} s")
+    assert t_gone is not None, "the killed avatar never left the room"
+    # answered within 3 s of the crash (heartbeat timeout 2.5 s), long before LiveKit drops the participant
+    assert answered.interrupted and answered.t - t_kill <= 3.0, answered
+    assert t_back is not None, f"no avatar worker came back:\n{out[-3000:]}"
+    heard = V.turn_audio(h.viewer.rec, pcm, sr, after=t_say)
+    assert heard.whole(len(pcm) / sr), f"the turn after the crash did not reach the viewer in full: {heard}"
+    assert spoke_through(V.speech_turns(h.viewer.rec)[-1], len(pcm) / sr)

@@ -81,6 +81,7 @@ class RoomViewer:
         self._tasks: list[asyncio.Task] = []
         self._source: str | None = None
         self.audio_track = None  # the recorded remote audio track, once subscribed
+        self._audio_generation = 0  # bumped per subscribed audio track: only the newest is recorded
 
     async def start(self) -> None:
         rtc = self._rtc
@@ -119,10 +120,15 @@ class RoomViewer:
             await stream.aclose()
 
     async def _read_audio(self, track) -> None:
+        # a listener hears the avatar's current track: when a new one arrives (an avatar worker that
+        # replaced a crashed one), the previous track's reader stops recording
         self.audio_track = track
+        self._audio_generation = generation = self._audio_generation + 1
         stream = self._rtc.AudioStream(track, sample_rate=self.rec.sample_rate, num_channels=1)
         try:
             async for ev in stream:
+                if generation != self._audio_generation:
+                    break
                 pcm = np.frombuffer(ev.frame.data, np.int16).copy()
                 self.rec.audio.append(AudioRecord(time.perf_counter(), pcm))
         finally:

@@ -11,10 +11,7 @@ from typing import Literal
 from livekit import api, rtc
 from livekit.agents import NOT_GIVEN, AgentSession, NotGivenOr, utils
 from livekit.agents.types import ATTRIBUTE_PUBLISH_ON_BEHALF
-from livekit.agents.voice.avatar import (
-    AvatarOptions,
-    DataStreamAudioOutput,
-)
+from livekit.agents.voice.avatar import AvatarOptions
 from livekit.agents.voice.avatar import (
     AvatarSession as _BaseAvatarSession,
 )
@@ -22,13 +19,15 @@ from livekit.agents.voice.avatar import (
 from teller_agent.config import FPS, TellerSettings
 from teller_agent.stream import AvatarEngine
 
-from .io import TellerAudioOutput
+from .io import TellerAudioOutput, WorkerAudioOutput
 from .log import logger
 from .metrics import METRICS_ATTRIBUTE, TellerMetrics
 from .runner import TellerAvatarRunner
 from .sync import check_video_delay_ms
 from .video_generator import DEFAULT_VIDEO_DELAY_MS, TellerVideoGenerator
 
+#: Most avatar workers one session dispatches again after its worker left the room.
+MAX_REDISPATCHES = 3
 #: Agent name the avatar worker registers under (explicit dispatch).
 DEFAULT_WORKER_AGENT_NAME = "teller-avatar"
 DEFAULT_SAMPLE_RATE = 24000
@@ -99,6 +98,11 @@ class AvatarSession(_BaseAvatarSession):
         self._engine: AvatarEngine | None = None
         self._dispatch_id: str | None = None
         self._room_ref: rtc.Room | None = None
+        self._dispatch_request: api.CreateAgentDispatchRequest | None = None
+        self._worker_output: WorkerAudioOutput | None = None
+        self._redispatches = 0
+        self._closing = False
+        self._background: set[asyncio.Task] = set()
 
     @property
     def avatar_identity(self) -> str:
@@ -174,22 +178,48 @@ class AvatarSession(_BaseAvatarSession):
             "stamp_frames": self._stamp,
             "video_delay_ms": self._video_delay_ms,
         }
-        request = api.CreateAgentDispatchRequest(agent_name=self._worker_agent_name, room=room.name,
-                                                 metadata=json.dumps(metadata))
-        job_api = self._job_api()
-        if job_api is not None:
-            dispatch = await job_api.agent_dispatch.create_dispatch(request)
-        else:
-            async with api.LiveKitAPI(*self._credentials()) as lkapi:
-                dispatch = await lkapi.agent_dispatch.create_dispatch(request)
-        self._dispatch_id = dispatch.id
+        self._dispatch_request = api.CreateAgentDispatchRequest(
+            agent_name=self._worker_agent_name, room=room.name, metadata=json.dumps(metadata))
+        self._dispatch_id = await self._dispatch()
         await super().start(agent_session, room)
-        agent_session.output.replace_audio_tail(
-            DataStreamAudioOutput(room, destination_identity=self._identity, sample_rate=self._sample_rate,
-                                  wait_remote_track=rtc.TrackKind.KIND_VIDEO)
-        )
+        self._worker_output = WorkerAudioOutput(room, destination_identity=self._identity,
+                                                sample_rate=self._sample_rate, on_avatar_lost=self._on_avatar_lost)
+        agent_session.output.replace_audio_tail(self._worker_output)
         logger.info("teller avatar worker dispatched",
                     extra={"agent_name": self._worker_agent_name, "avatar_identity": self._identity})
+
+    async def _dispatch(self) -> str:
+        """Dispatch the avatar worker to the room; returns the dispatch id."""
+        assert self._dispatch_request is not None
+        job_api = self._job_api()
+        if job_api is not None:
+            return (await job_api.agent_dispatch.create_dispatch(self._dispatch_request)).id
+        async with api.LiveKitAPI(*self._credentials()) as lkapi:
+            return (await lkapi.agent_dispatch.create_dispatch(self._dispatch_request)).id
+
+    def _on_avatar_lost(self) -> None:
+        """The avatar worker left the room while this session is open: dispatch a new one (same
+        identity, so the agent's audio output finds it again), at most
+        :data:`MAX_REDISPATCHES` times per session."""
+        if self._closing or self._room_ref is None or not self._room_ref.isconnected():
+            return
+        if self._redispatches >= MAX_REDISPATCHES:
+            logger.error("the avatar worker left again; not dispatching another (%d already): the agent "
+                         "goes on without a face", self._redispatches)
+            return
+        self._redispatches += 1
+        logger.warning("the avatar worker left the room; dispatching a new one",
+                       extra={"avatar_identity": self._identity, "attempt": self._redispatches})
+
+        async def redispatch() -> None:
+            try:
+                self._dispatch_id = await self._dispatch()
+            except Exception as e:  # noqa: BLE001 - logged; the agent goes on without a face
+                logger.error("could not dispatch a new avatar worker: %s", e)
+
+        task = asyncio.create_task(redispatch())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _job_api(self) -> api.LiveKitAPI | None:
         """The job's own API client, when running in a job and no credentials were passed."""
@@ -228,6 +258,11 @@ class AvatarSession(_BaseAvatarSession):
             self._runner = None
         if self._video_gen is not None:
             await self._video_gen.aclose()
+        self._closing = True
+        if self._worker_output is not None:
+            self._worker_output.detach()
+        for task in list(self._background):
+            task.cancel()
         self._room_ref = None
         if self._mode == "worker":
             await super().aclose()  # removes the avatar worker's participant from the room

@@ -1,15 +1,18 @@
-"""The agent's audio output in local mode: what the agent speaks goes to the avatar runner."""
+"""The agent's audio output: to the avatar runner in the agent's process (local mode), or to the avatar
+worker (worker mode)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Literal
 
 from livekit import rtc
-from livekit.agents.voice.avatar import AudioReceiver, AudioSegmentEnd
+from livekit.agents.voice.avatar import AudioReceiver, AudioSegmentEnd, DataStreamAudioOutput
 from livekit.agents.voice.io import AudioOutput, AudioOutputCapabilities
+
+from .log import logger
 
 
 class TellerAudioOutput(AudioOutput, AudioReceiver, rtc.EventEmitter[Literal["clear_buffer"]]):
@@ -77,3 +80,113 @@ class TellerAudioOutput(AudioOutput, AudioReceiver, rtc.EventEmitter[Literal["cl
 
     async def aclose(self) -> None:
         return None
+
+
+#: Seconds without a heartbeat from the avatar worker (its metrics attribute, updated every
+#: :data:`~.metrics.HEARTBEAT_S`) after which it is taken as gone. LiveKit itself keeps a participant
+#: whose process died in the room for about 20 s (its reconnection window).
+HEARTBEAT_TIMEOUT_S = 2.5
+
+
+class WorkerAudioOutput(DataStreamAudioOutput):
+    """The agent's audio output in worker mode: livekit-agents' ``DataStreamAudioOutput`` to the
+    avatar worker, which does not wait forever for a worker that is gone.
+
+    The stock output waits for the worker's ``playback_finished`` of each segment; a worker that
+    crashed or lost its connection never sends it, and the agent's speech never ends. Here the
+    avatar is taken as lost when it sends no heartbeat (its metrics attribute) for
+    :data:`HEARTBEAT_TIMEOUT_S` or its participant leaves the room; then every pending segment is
+    answered as interrupted (the first at the audio the avatar had time to play: the segment's
+    wall-clock age, at most the audio sent), so the agent's turn ends and it goes on. When the
+    participant has left (LiveKit drops one whose process died after its reconnection window,
+    about 20 s), ``on_avatar_lost`` is called: ``AvatarSession`` dispatches a new avatar worker
+    under the same identity. The avatar is tracked by participant SID, so a stale participant
+    leaving after its replacement joined is not a loss.
+
+    Args:
+        room, destination_identity, sample_rate: as ``DataStreamAudioOutput``.
+        on_avatar_lost: called (no arguments) after the pending segments were answered.
+    """
+
+    def __init__(self, room: rtc.Room, *, destination_identity: str, sample_rate: int,
+                 on_avatar_lost: Callable[[], None] | None = None) -> None:
+        super().__init__(room, destination_identity=destination_identity, sample_rate=sample_rate,
+                         wait_remote_track=rtc.TrackKind.KIND_VIDEO)
+        self._avatar = destination_identity
+        self._lost_callback = on_avatar_lost
+        self._answered = 0  # segments answered with playback_finished (by the worker or here)
+        self._segment_t0: float | None = None  # perf_counter of the current segment's first frame
+        self._segment_sent = 0.0  # seconds of audio sent in the current segment
+        self._avatar_sid: str | None = None  # the avatar participant we hear from
+        self._last_beat: float | None = None  # perf_counter of its last heartbeat
+        self._avatar_lost = False
+        self._watched_room = room
+        room.on("participant_connected", self._on_participant_joined)
+        room.on("participant_attributes_changed", self._on_attributes)
+        room.on("participant_disconnected", self._on_participant_left)
+        self._watchdog = asyncio.create_task(self._watch())
+
+    @property
+    def pending_segments(self) -> int:
+        """Segments sent to the avatar and not yet answered."""
+        return self.captured_playout_segments - self._answered
+
+    async def capture_frame(self, frame: rtc.AudioFrame) -> None:
+        if self._segment_t0 is None:
+            self._segment_t0, self._segment_sent = time.perf_counter(), 0.0
+        self._segment_sent += frame.duration
+        await super().capture_frame(frame)
+
+    def on_playback_finished(self, *, playback_position: float, interrupted: bool,
+                             synchronized_transcript: str | None = None) -> None:
+        if self.pending_segments > 0:
+            self._answered += 1
+            self._segment_t0 = None
+        super().on_playback_finished(playback_position=playback_position, interrupted=interrupted,
+                                     synchronized_transcript=synchronized_transcript)
+
+    def _on_participant_joined(self, participant: rtc.RemoteParticipant) -> None:
+        if participant.identity == self._avatar:
+            # a (new) avatar: heard from, but its heartbeat starts once its engine runs (seconds later)
+            self._avatar_sid, self._last_beat, self._avatar_lost = participant.sid, None, False
+
+    def _on_attributes(self, changed: dict[str, str], participant: rtc.Participant) -> None:
+        if participant.identity == self._avatar:
+            self._avatar_sid, self._last_beat, self._avatar_lost = participant.sid, time.perf_counter(), False
+
+    def _on_participant_left(self, participant: rtc.RemoteParticipant) -> None:
+        if participant.identity == self._avatar and participant.sid == self._avatar_sid:
+            self._lose("left the room", gone=True)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            beat = self._last_beat
+            if not self._avatar_lost and beat is not None and time.perf_counter() - beat > HEARTBEAT_TIMEOUT_S:
+                self._lose(f"sent no heartbeat for {time.perf_counter() - beat:.1f} s", gone=False)
+
+    def _lose(self, reason: str, gone: bool) -> None:
+        """Answer the pending segments (once per loss); when the avatar has left the room (``gone``),
+        also call ``on_avatar_lost``. A silent avatar may only be slow: it is not replaced."""
+        if gone and self._lost_callback is not None:
+            self._lost_callback()
+        if self._avatar_lost:
+            return
+        self._avatar_lost = True
+        pending = self.pending_segments
+        logger.warning("the avatar worker %s; answering %d pending segment(s) as interrupted", reason, pending,
+                       extra={"avatar_identity": self._avatar})
+        if pending:
+            played = 0.0
+            if self._segment_t0 is not None:
+                played = min(self._segment_sent, time.perf_counter() - self._segment_t0)
+            for i in range(pending):
+                self.on_playback_finished(playback_position=played if i == 0 else 0.0, interrupted=True)
+
+    def detach(self) -> None:
+        """Stop watching the avatar (the session is closing)."""
+        self._watchdog.cancel()
+        room = self._watched_room
+        room.off("participant_connected", self._on_participant_joined)
+        room.off("participant_attributes_changed", self._on_attributes)
+        room.off("participant_disconnected", self._on_participant_left)

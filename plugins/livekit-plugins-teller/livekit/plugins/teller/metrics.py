@@ -10,6 +10,9 @@ import numpy as np
 
 #: Participant attribute under which an avatar worker publishes its :class:`TellerMetrics` (JSON).
 METRICS_ATTRIBUTE = "teller.metrics"
+#: Seconds between the avatar worker's updates of :data:`METRICS_ATTRIBUTE`: also its heartbeat
+#: (the frame counts change every update, so every update reaches the agent).
+HEARTBEAT_S = 1.0
 
 
 @dataclass

@@ -10,7 +10,8 @@ metadata naming the agent; the worker joins as ``avatar_identity`` with
 ``lk.publish_on_behalf`` set to that agent, accepts audio data streams from that agent
 only (``DataStreamAudioReceiver(sender_identity=...)``), publishes the avatar's video and
 audio, publishes its :class:`TellerMetrics` as the participant attribute
-``teller.metrics`` every 2 s, and leaves when the agent does.
+``teller.metrics`` every :data:`~.metrics.HEARTBEAT_S` (the agent side takes its absence as a dead
+worker), and leaves when the agent does.
 
 Load: each session needs one real-time stream of frames; the worker reports
 ``max(CPU load, sessions / max_sessions)`` so LiveKit stops dispatching to a
@@ -37,7 +38,7 @@ from teller_agent.config import FPS, TellerSettings
 
 from .avatar import DEFAULT_SAMPLE_RATE, DEFAULT_WORKER_AGENT_NAME
 from .log import logger
-from .metrics import METRICS_ATTRIBUTE
+from .metrics import HEARTBEAT_S, METRICS_ATTRIBUTE
 from .runner import TellerAvatarRunner
 from .video_generator import DEFAULT_VIDEO_DELAY_MS, TellerVideoGenerator
 
@@ -172,7 +173,7 @@ async def _entrypoint(ctx: JobContext) -> None:
         await runner.start()
         while not done.is_set():
             try:
-                await asyncio.wait_for(done.wait(), 2.0)
+                await asyncio.wait_for(done.wait(), HEARTBEAT_S)
             except asyncio.TimeoutError:
                 await ctx.room.local_participant.set_attributes({METRICS_ATTRIBUTE: video_gen.metrics().to_json()})
     finally:
