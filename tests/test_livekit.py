@@ -18,6 +18,7 @@ The speed figures (first frame, latency percentiles) are printed by ``teller-age
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import time
@@ -278,14 +279,31 @@ def test_portrait_without_a_face_fails_before_joining(server, tmp_path, settings
 # ---------------------------------------------------------------- a dispatched avatar worker
 
 
-def run_worker(server, sentence, settings, room):
-    pcm, sr = sentence
+@contextlib.contextmanager
+def avatar_worker(server, settings):
+    """An avatar worker process registered with ``server``; stopped on exit, when its last log
+    lines are left in ``worker.log_text``."""
     env = dict(server.env(), TELLER_CACHE_DIR=str(settings.cache_dir), TELLER_WORKER_LOAD="sessions")
     try:
         worker = start_worker(env, timeout=90)
     except RuntimeError as e:
         pytest.fail(str(e))
     try:
+        yield worker
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+        time.sleep(0.2)  # the log thread reads the last lines
+        worker.log_text = "".join(worker.log_tail)
+
+
+def run_worker(server, sentence, settings, room):
+    pcm, sr = sentence
+    with avatar_worker(server, settings) as worker:
         async def main():
             from livekit import rtc
 
@@ -322,15 +340,7 @@ def run_worker(server, sentence, settings, room):
                 return h, first, behalf, t_intrude, t_say, metrics, gone
 
         h, first, behalf, t_intrude, t_say, metrics, gone = asyncio.run(main())
-    finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
-        time.sleep(0.2)  # the log thread reads the last lines
-        out = "".join(worker.log_tail)
+    out = worker.log_text
     print(f"worker mode: first frame {first:.2f} s after AvatarSession.start; metrics {metrics}")
     rec = h.viewer.rec
     return SimpleNamespace(h=h, rec=rec, behalf=behalf, t_intrude=t_intrude, t_say=t_say, metrics=metrics,
@@ -371,12 +381,7 @@ def test_a_crashed_avatar_worker_does_not_hang_the_agent_and_is_replaced(server,
     import psutil
 
     pcm, sr = sentence
-    env = dict(server.env(), TELLER_CACHE_DIR=str(settings.cache_dir), TELLER_WORKER_LOAD="sessions")
-    try:
-        worker = start_worker(env, timeout=90)
-    except RuntimeError as e:
-        pytest.fail(str(e))
-    try:
+    with avatar_worker(server, settings) as worker:
         async def main():
             async with harness(server, "crash", mode="worker") as h:
                 await h.start_avatar()
@@ -406,15 +411,7 @@ def test_a_crashed_avatar_worker_does_not_hang_the_agent_and_is_replaced(server,
                 return h, t_kill, t_gone, answered, t_back, t_say
 
         h, t_kill, t_gone, answered, t_back, t_say = asyncio.run(main())
-    finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
-        time.sleep(0.2)
-        out = "".join(worker.log_tail)
+    out = worker.log_text
     print(f"crash: avatar left the room {(t_gone - t_kill) if t_gone else float('nan'):.2f} s after the kill; "
           f"the agent's turn answered {answered.t - t_kill:.2f} s after the kill (interrupted {answered.interrupted}, "
           f"position {answered.position:.2f} s); avatar back after {(t_back - t_kill) if t_back else float('nan'):.1f} s")
