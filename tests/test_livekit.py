@@ -422,3 +422,54 @@ def test_a_crashed_avatar_worker_does_not_hang_the_agent_and_is_replaced(server,
     heard = V.turn_audio(h.viewer.rec, pcm, sr, after=t_say)
     assert heard.whole(len(pcm) / sr), f"the turn after the crash did not reach the viewer in full: {heard}"
     assert spoke_through(V.speech_turns(h.viewer.rec)[-1], len(pcm) / sr)
+
+
+def test_a_server_restart_under_an_in_process_avatar_reconnects_or_ends_cleanly(sentence, settings, cpu_hog):
+    """The LiveKit server restarts (a fresh process, no rooms) under a running in-process avatar:
+    the agent's room rejoins and the next turn reaches the viewer in full, or the session ends and
+    the avatar stops rendering; either way no process is left behind."""
+    import psutil
+
+    pcm, sr = sentence
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    srv = LocalLiveKitServer().start()
+    try:
+        async def main():
+            async with harness(srv, "restart", settings=settings) as h:
+                events = []
+                h.room.on("reconnected", lambda: events.append(("reconnected", time.perf_counter())))
+                h.room.on("disconnected", lambda *_: events.append(("disconnected", time.perf_counter())))
+                await h.start_avatar()
+                await h.wait_first_frame(timeout=30)
+                t_restart = time.perf_counter()
+                await asyncio.to_thread(srv.restart)
+                while not events and time.perf_counter() - t_restart < 40:
+                    await asyncio.sleep(0.1)
+                outcome = events[0][0] if events else None
+                t_say = None
+                if outcome == "reconnected":
+                    await asyncio.sleep(2.0)
+                    t_say = time.perf_counter()
+                    await asyncio.wait_for(h.say(pcm, sr), len(pcm) / sr + 15)
+                    await asyncio.sleep(1.0)
+                rendered = h.avatar.metrics().frames_rendered
+                await asyncio.sleep(1.0)
+                rendering = h.avatar.metrics().frames_rendered > rendered
+                return h, outcome, (events[0][1] - t_restart) if events else None, t_say, rendering
+
+        h, outcome, after_s, t_say, rendering = asyncio.run(main())
+    finally:
+        srv.stop()
+    print(f"server restart: {outcome} {after_s} s after the restart began")
+    assert outcome in ("reconnected", "disconnected"), "the room neither came back nor ended within 40 s"
+    if outcome == "reconnected":
+        heard = V.turn_audio(h.viewer.rec, pcm, sr, after=t_say)
+        assert heard.whole(len(pcm) / sr), f"the turn after the restart did not reach the viewer in full: {heard}"
+    else:
+        assert not rendering, "the room ended but the avatar kept rendering"
+    time.sleep(0.5)
+    # (multiprocessing's resource tracker, started with the first viewer process, lives as long as pytest)
+    left = [p for p in psutil.Process().children(recursive=True)
+            if p.pid not in before and p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+            and "multiprocessing.resource_tracker" not in " ".join(p.cmdline())]
+    assert not left, f"processes left behind: {[(p.pid, p.cmdline()) for p in left]}"

@@ -79,6 +79,7 @@ class LocalLiveKitServer:
         self.timeout = timeout
         self.api_key, self.api_secret = DEV_API_KEY, DEV_API_SECRET
         self.port = 0
+        self._rtc_ports = (0, 0)  # (TCP, UDP) media ports
         self._proc: subprocess.Popen | None = None
         self._log = None
 
@@ -88,9 +89,27 @@ class LocalLiveKitServer:
         return f"ws://127.0.0.1:{self.port}"
 
     def start(self) -> LocalLiveKitServer:
+        """Start on free loopback ports.
+
+        Raises:
+            LiveKitServerError: the binary is missing or the server did not come up (its log is in the message).
+        """
+        self.port, self._rtc_ports = free_port(), (free_port(), free_port(socket.SOCK_DGRAM))
+        return self._launch()
+
+    def restart(self) -> LocalLiveKitServer:
+        """Stop the server and start a fresh one (no rooms) on the same ports: what clients see when
+        the server is restarted under them.
+
+        Raises:
+            LiveKitServerError: it did not come back up.
+        """
+        self.stop()
+        return self._launch()
+
+    def _launch(self) -> LocalLiveKitServer:
         binary = self.binary or find_server_binary()
-        self.port = free_port()
-        rtc_tcp, udp = free_port(), free_port(socket.SOCK_DGRAM)
+        rtc_tcp, udp = self._rtc_ports
         config = (
             f"port: {self.port}\n"
             "bind_addresses: [127.0.0.1]\n"

@@ -158,7 +158,27 @@ class AvatarSession(_BaseAvatarSession):
         self._runner = TellerAvatarRunner(room, audio_recv=audio_out, video_gen=self._video_gen, options=options)
         await self._runner.start()
         agent_session.output.replace_audio_tail(audio_out)
+        room.on("reconnecting", self._on_reconnecting)
+        room.on("reconnected", self._on_reconnected)
+        room.on("disconnected", self._on_disconnected)
         logger.info("teller avatar started in-process", extra={"size": size, "sample_rate": self._sample_rate})
+
+    # The room's connection (local mode): the SDK resumes or rejoins after a network drop or a server
+    # restart and republishes the avatar's tracks; if it gives up, the avatar stops rendering.
+
+    def _on_reconnecting(self) -> None:
+        logger.warning("the room connection dropped; the LiveKit SDK is reconnecting (the avatar keeps rendering)")
+
+    def _on_reconnected(self) -> None:
+        logger.info("the room connection is back; the avatar's tracks are published again")
+
+    def _on_disconnected(self, reason=None) -> None:
+        if self._closing:
+            return
+        logger.warning("the room disconnected (%s): stopping the in-process avatar", reason)
+        task = asyncio.create_task(self.aclose())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _start_worker(self, agent_session: AgentSession, room: rtc.Room) -> None:
         image = self._settings.avatar_image
@@ -252,17 +272,26 @@ class AvatarSession(_BaseAvatarSession):
         return None
 
     async def aclose(self) -> None:
-        """Stop rendering (local) or remove the avatar worker from the room (worker)."""
+        """Stop rendering (local) or remove the avatar worker from the room (worker). Idempotent."""
+        if self._closing:
+            return
+        self._closing = True
+        current = asyncio.current_task()
+        for task in list(self._background):
+            if task is not current:
+                task.cancel()
+        room = self._room_ref
+        if self._mode == "local" and room is not None:
+            room.off("reconnecting", self._on_reconnecting)
+            room.off("reconnected", self._on_reconnected)
+            room.off("disconnected", self._on_disconnected)
         if self._runner is not None:
             await self._runner.aclose()
             self._runner = None
         if self._video_gen is not None:
             await self._video_gen.aclose()
-        self._closing = True
         if self._worker_output is not None:
             self._worker_output.detach()
-        for task in list(self._background):
-            task.cancel()
         self._room_ref = None
         if self._mode == "worker":
             await super().aclose()  # removes the avatar worker's participant from the room
