@@ -50,8 +50,9 @@ class AvatarSession(_BaseAvatarSession):
         stamp_frames: draw a frame counter on the bottom edge (measurement aid, see
             ``teller_agent.stream.stamp``).
         video_delay_ms: how much later than its audio each frame is sent, ms (see
-            :mod:`livekit.plugins.teller.sync`): the default 24 ms centres the A/V offset measured
-            at a LiveKit SDK viewer on loopback; raise it if your viewers see lips early.
+            :mod:`livekit.plugins.teller.sync`): the default centres the A/V offset measured
+            at a LiveKit SDK viewer on loopback (``docs/results/plugin_design.md``); raise it if your
+            viewers see lips early.
         avatar_identity: identity of the avatar participant in worker mode
             (default ``teller-avatar-<agent identity>``).
         worker_agent_name: agent name the avatar worker registered with.

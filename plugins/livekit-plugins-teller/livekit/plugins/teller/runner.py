@@ -39,8 +39,8 @@ from .sync import AudioClockedSynchronizer
 from .video_generator import TellerVideoGenerator
 
 #: Video encoding of the avatar track: one layer (no simulcast: a 512x512 face gains nothing
-#: from lower layers) at the full 25 fps. Left to defaults, the publisher's encoder drops to
-#: about 20 fps at this size (measured at a viewer).
+#: from lower layers) at the full 25 fps. Left to defaults, the publisher's encoder drops frames
+#: at this size (``docs/results/plugin_design.md``).
 VIDEO_MAX_BITRATE = 1_500_000  # bits per second
 
 #: Audio the ``AudioSource`` holds ahead of playout, ms (as the stock runner).

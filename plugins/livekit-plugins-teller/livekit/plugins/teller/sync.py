@@ -2,9 +2,8 @@
 
 ``rtc.AVSynchronizer`` captures video on a free-running 25 fps clock and audio whenever the
 ``AudioSource`` queue has room, so the audio/video offset at the sender is whatever the
-audio queue depth happens to be; measured on loopback it differed by up to 35 ms between
-sessions (``teller-agent bench room``). This synchronizer closes the loop on the audio
-clock instead:
+audio queue depth happens to be, and it differs between sessions (measurements:
+``docs/results/plugin_design.md``). This synchronizer closes the loop on the audio clock instead:
 
 * The video generator hands out each frame's audio first, then the frame.
 * When the audio is captured, the synchronizer's own playout clock says when the last
@@ -12,8 +11,8 @@ clock instead:
   ``now + queued audio - audio pushed since the previous frame``. (``rtc.AudioSource``'s
   ``queued_duration`` is not used: an event-loop timer resets it when the queue should be
   empty, and on a loaded machine that timer fires late, after the next push, so it reads 0
-  while that audio still waits; interrupted turns then reported up to 170 ms more audio than
-  the listener had heard.)
+  while that audio still waits; interrupted turns then reported more audio than the listener
+  had heard.)
 * The frame is captured at that instant plus ``video_delay_ms`` (how much later than its
   audio the video is sent; positive values compensate the receiver's longer audio path:
   Opus packetisation and the jitter buffer).

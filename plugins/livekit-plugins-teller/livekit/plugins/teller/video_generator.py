@@ -21,22 +21,22 @@ from .sync import AudioClockedSynchronizer, check_video_delay_ms
 _FRAME_S = 1.0 / FPS
 _AUDIO_PIECE_MS = 20
 _FEED_MS = 80  # most audio the engine takes in one call (about 10 ms of work)
+# The measurements behind these three constants are in docs/results/plugin_design.md.
 #: Audio left in the ``AudioSource`` queue below which, with the next frame's motion already
-#: waiting, a speech frame is dropped instead of drawn (seconds). At one frame (40 ms) it fired
-#: whenever the worker's audio arrived in clumps: 7-12 frames dropped per run, 23 fps received.
+#: waiting, a speech frame is dropped instead of drawn (seconds). Well under a frame: at a whole
+#: frame it fired whenever the worker's audio arrived in clumps.
 _DRY_S = 0.012
 #: How much later than its audio each speech frame is sent (see :mod:`.sync`), compensating the
-#: receiving side's longer audio path (Opus packetisation, jitter buffer). On loopback, with
-#: frames sent 30 ms after their audio, the viewer's A/V offset was -12 to +28 ms, median +6 ms
-#: (20 sessions, ``teller-agent bench room`` and the room tests): 24 ms centres that spread.
+#: receiving side's longer audio path (Opus packetisation, jitter buffer): the value that centres
+#: the A/V offset measured at a viewer on loopback.
 DEFAULT_VIDEO_DELAY_MS = 24
 #: A turn's first frame is published once this many frames of its motion are ready (or the turn
 #: is complete), so its audio starts with ``PREROLL_FRAMES - 1`` frames of audio queued behind
 #: it: a playout cushion that absorbs a frame computed late. Without it, speech streamed in real
-#: time reached the ``AudioSource`` just in time (queue 0-34 ms), every late frame was a gap in
-#: the published audio, and the listener's jitter buffer grew by up to 300 ms over the first
-#: seconds of a turn (measured through the avatar worker). Costs ``40 * (PREROLL_FRAMES - 1)`` ms
-#: at the start of a turn whose audio arrives in real time; nothing when it arrives faster.
+#: time reached the ``AudioSource`` just in time, every late frame was a gap in the published
+#: audio, and the listener's jitter buffer grew over the first seconds of a turn. Costs
+#: ``40 * (PREROLL_FRAMES - 1)`` ms at the start of a turn whose audio arrives in real time;
+#: nothing when it arrives faster.
 PREROLL_FRAMES = 2
 
 
@@ -59,7 +59,7 @@ class TellerVideoGenerator(VideoGenerator):
       never drawn, and ``frames_dropped`` counts it. The audio stays continuous and the next
       drawn frame is still captured with its own audio; without this, each late frame delayed
       its audio too, the listener's jitter buffer stretched the gaps, and the received audio
-      ran up to 1.5 s behind the video over a 5 s sentence on an overloaded avatar worker.
+      fell behind the video by more and more over a sentence on an overloaded avatar worker.
 
     The engine runs on one worker thread so rendering never blocks the event loop.
 
