@@ -20,18 +20,16 @@ Pipeline (per frame, :meth:`FaceMesh.run`)
    the centroid (about 1.6x the long side of their bounding box, brows to chin),
    and its roll is the angle of the line from the image-left to the image-right
    eye centre. Centroid and RMS radius average all 68 points, so one stray jaw
-   point moves the crop less than a bounding box would. Measured on 13 real
-   clips, the mouth opening's frame-to-frame jitter hardly depends on this
-   choice (the 1.5x box, MediaPipe's own tracking fixed point, about 1.75x the
-   dlib box shifted up by 0.12 of it, and this one agree within noise; this one
-   was lowest on average); a second pass with the crop recomputed from the
-   mesh, as MediaPipe does from the previous frame, did not measurably help
-   and doubles the cost, so there is none.
+   point moves the crop less than a bounding box would. The mouth opening's
+   frame-to-frame jitter hardly depends on the crop rule, and a second pass with
+   the crop recomputed from the mesh (as MediaPipe does from the previous frame)
+   doubles the cost without measurably helping, so there is none (the
+   comparison: ``docs/results/design_measurements.md``).
 2. **Crop**: ``cv2.warpAffine`` (bilinear, border replicated, as MediaPipe's
    ``ImageCroppingCalculator``) to :data:`INPUT_SIZE` x :data:`INPUT_SIZE` RGB,
    scaled to float32 in [0, 1] (MediaPipe's ``output_tensor_float_range``; a
-   [-1, 1] input was measured to be less stable under small ROI shifts and
-   farther from dlib's lips).
+   [-1, 1] input was less stable under small ROI shifts and farther from
+   dlib's lips).
 3. **Model**: input ``(1, 192, 192, 3)`` float32; outputs 1404 floats (468 x (x,
    y, z) in crop pixels, z relative to the face's centre, same scale as x) and
    one face-flag logit; the presence score is its sigmoid.

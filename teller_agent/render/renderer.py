@@ -99,8 +99,7 @@ def set_render_threads(threads: int) -> None:
     ``threads`` = 0 leaves both at their defaults (OpenCV's own, numpy's BLAS untouched); 1 gives
     the single-core figures we report. Limiting the BLAS matters on small machines: OpenBLAS
     worker threads busy-wait for the next call, and at 25 small calls per second they never
-    sleep, so each extra thread burns a whole core (measured: one thread at 100 % of a core of
-    this 2-core VM, idle avatar included, until limited to 1).
+    sleep, so each extra thread burns a whole core (``docs/results/design_measurements.md``).
 
     Args:
         threads: >= 0.

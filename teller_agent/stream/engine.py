@@ -143,8 +143,8 @@ class AvatarEngine:
 
     def warmup(self) -> None:
         """Run every model once on silence and forget it, so the first real turn does not pay for
-        one-time work (TorchScript profiling passes of the VAD, allocator growth): measured as a
-        300 ms stall on the first turn without it."""
+        one-time work (TorchScript profiling passes of the VAD, allocator growth), which otherwise
+        stalls the first turn (``docs/results/design_measurements.md``)."""
         silence = np.zeros(self.sample_rate // 2, np.float32)
         self.push_audio(silence, self.sample_rate)
         self.end_turn()

@@ -51,7 +51,7 @@ class AvatarSession(_BaseAvatarSession):
             ``teller_agent.stream.stamp``).
         video_delay_ms: how much later than its audio each frame is sent, ms (see
             :mod:`livekit.plugins.teller.sync`): the default centres the A/V offset measured
-            at a LiveKit SDK viewer on loopback (``docs/results/plugin_design.md``); raise it if your
+            at a LiveKit SDK viewer on loopback (``docs/results/design_measurements.md``); raise it if your
             viewers see lips early.
         avatar_identity: identity of the avatar participant in worker mode
             (default ``teller-avatar-<agent identity>``).

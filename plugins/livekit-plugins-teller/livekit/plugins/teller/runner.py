@@ -40,7 +40,7 @@ from .video_generator import TellerVideoGenerator
 
 #: Video encoding of the avatar track: one layer (no simulcast: a 512x512 face gains nothing
 #: from lower layers) at the full 25 fps. Left to defaults, the publisher's encoder drops frames
-#: at this size (``docs/results/plugin_design.md``).
+#: at this size (``docs/results/design_measurements.md``).
 VIDEO_MAX_BITRATE = 1_500_000  # bits per second
 
 #: Audio the ``AudioSource`` holds ahead of playout, ms (as the stock runner).

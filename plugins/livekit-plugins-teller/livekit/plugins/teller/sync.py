@@ -3,7 +3,7 @@
 ``rtc.AVSynchronizer`` captures video on a free-running 25 fps clock and audio whenever the
 ``AudioSource`` queue has room, so the audio/video offset at the sender is whatever the
 audio queue depth happens to be, and it differs between sessions (measurements:
-``docs/results/plugin_design.md``). This synchronizer closes the loop on the audio clock instead:
+``docs/results/design_measurements.md``). This synchronizer closes the loop on the audio clock instead:
 
 * The video generator hands out each frame's audio first, then the frame.
 * When the audio is captured, the synchronizer's own playout clock says when the last

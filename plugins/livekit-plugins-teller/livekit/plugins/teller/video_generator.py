@@ -21,7 +21,7 @@ from .sync import AudioClockedSynchronizer, check_video_delay_ms
 _FRAME_S = 1.0 / FPS
 _AUDIO_PIECE_MS = 20
 _FEED_MS = 80  # most audio the engine takes in one call (about 10 ms of work)
-# The measurements behind these three constants are in docs/results/plugin_design.md.
+# The measurements behind these three constants are in docs/results/design_measurements.md.
 #: Audio left in the ``AudioSource`` queue below which, with the next frame's motion already
 #: waiting, a speech frame is dropped instead of drawn (seconds). Well under a frame: at a whole
 #: frame it fired whenever the worker's audio arrived in clumps.
