@@ -13,6 +13,10 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+#: ``../shared/data`` beside the repository checkout: the real media (talking clips, speech,
+#: portraits) the dataset and evaluation commands read by default.
+SHARED_DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
 # Defaults that code outside the settings also needs (function signatures, dataset framing):
 # defined once here, used by the fields below and imported everywhere else.
 #: Framing: face width (jaw 0-16) as a fraction of the frame width.

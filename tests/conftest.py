@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from teller_agent.config import SHARED_DATA_DIR
+
+SHARED_DATA = SHARED_DATA_DIR
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from teller_agent.config import TellerSettings
+from teller_agent.config import SHARED_DATA_DIR, TellerSettings
 from teller_agent.errors import (
     FaceTooSmallError,
     ImageLoadError,
@@ -40,7 +40,7 @@ from teller_agent.face import (
 from teller_agent.face import cache as face_cache
 from teller_agent.face import prepare as face_prepare
 
-PORTRAITS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "portraits"
+PORTRAITS = SHARED_DATA_DIR / "portraits"
 FRONTAL_PORTRAITS = [
     "LivePortrait__s1.jpg",
     "EAMM__7.png",

@@ -7,11 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from teller_agent.eval.identity import PORTRAIT_SUFFIXES
 from teller_agent.face import framing
 from teller_agent.face.face68 import NUM_LANDMARKS
 from teller_agent.face.landmarks import face_width
-
-PORTRAIT_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
 
 def _settings(tmp_path, **kw):

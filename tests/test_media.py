@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from teller_agent.config import FPS
+from teller_agent.config import FPS, SHARED_DATA_DIR
 from teller_agent.errors import AudioLoadError, TellerError
 from teller_agent.media import (
     VideoWriter,
@@ -26,7 +26,7 @@ from teller_agent.media import (
     save_image,
 )
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = SHARED_DATA_DIR
 
 
 # -- helpers ------------------------------------------------------------------

@@ -521,7 +521,9 @@ def talking_videos(talking: str | os.PathLike[str]) -> list[Path]:
 
 
 def _default_talking() -> Path:
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data" / "talking"
+    from ..config import SHARED_DATA_DIR
+
+    return SHARED_DATA_DIR / "talking"
 
 
 def summarize(entries: Mapping[str, SpeakerEntry], seconds: Mapping[str, float] | None = None) -> str:

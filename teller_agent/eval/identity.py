@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import FPS, TellerSettings
+from ..config import FPS, SHARED_DATA_DIR, TellerSettings
 
 #: Image files taken as portraits.
 PORTRAIT_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -22,12 +22,12 @@ SPEECH_SUFFIXES = (".wav", ".mp3", ".m4a", ".flac", ".ogg")
 
 def default_portraits_dir() -> Path:
     """``../shared/data/portraits`` beside the repository."""
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data" / "portraits"
+    return SHARED_DATA_DIR / "portraits"
 
 
 def default_speech_dir() -> Path:
     """``../shared/data/speech`` beside the repository."""
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data" / "speech"
+    return SHARED_DATA_DIR / "speech"
 
 
 def list_media(folder: Path, suffixes: tuple[str, ...], limit: int | None = None) -> list[Path]:

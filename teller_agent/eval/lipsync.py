@@ -132,7 +132,9 @@ class RealClip:
 
 def default_clips_dir() -> Path:
     """``../shared/data/talking`` beside the repository (where the project's real clips live)."""
-    return Path(__file__).resolve().parents[3] / "shared" / "data" / "talking"
+    from ..config import SHARED_DATA_DIR
+
+    return SHARED_DATA_DIR / "talking"
 
 
 def list_clips(folder: str | Path, split: str | None = None, names: Sequence[str] | None = None,

@@ -22,6 +22,9 @@ from ..config import FPS
 from ..stream.stamp import SPEAKING, read_stamp
 
 THUMB = 96  # thumbnail side in pixels
+#: Loudness (10 ms RMS, full scale 1.0; -40 dBFS) above which received or sent audio counts as
+#: sound rather than silence; also the silence bound of :func:`align_audio`'s pieces.
+LOUD_RMS = 0.01
 OPUS_RATE = 48000.0  # Hz: the rate WebRTC counts received audio samples in
 
 
@@ -192,6 +195,14 @@ class RoomViewer:
 # -- analysis -----------------------------------------------------------------------------------
 
 
+def rms_10ms(x: np.ndarray, sample_rate: int) -> np.ndarray:
+    """(K,) RMS of each whole 10 ms hop of ``x`` ((N,) float, full scale 1.0); the last partial hop
+    is left out."""
+    hop = sample_rate // 100
+    k = len(x) // hop
+    return np.sqrt((x[: k * hop].reshape(k, hop) ** 2).mean(axis=1))
+
+
 def received_fps(rec: Recording, start: float | None = None, end: float | None = None) -> float:
     """Video frames per second that arrived in ``[start, end]`` (perf_counter seconds; default: all)."""
     t = np.array([v.t for v in rec.video])
@@ -317,7 +328,7 @@ def align_audio(rec: Recording, sent: np.ndarray, sent_rate: int, after: float |
     for i in range(0, len(s) - n + 1, n):
         piece = s[i : i + n]
         norm = np.sqrt((piece * piece).sum())
-        if norm < 0.01 * np.sqrt(n):  # quieter than -40 dBFS: silence matches anything
+        if norm < LOUD_RMS * np.sqrt(n):  # quieter than -40 dBFS: silence matches anything
             continue
         hi = min(len(x), lo + n + 3 * rec.sample_rate)  # gaps of up to 3 s between pieces
         if hi - lo < n:
@@ -347,7 +358,7 @@ def av_offsets(turn: list[tuple[int, float]], audio: AudioAlignment | float) -> 
 
 
 def heard_until(rec: Recording, sent: np.ndarray, sent_rate: int, after: float, before: float | None = None,
-                threshold: float = 0.01, window: float = 0.08, search: float = 0.15,
+                threshold: float = LOUD_RMS, window: float = 0.08, search: float = 0.15,
                 aligned: AudioAlignment | None = None) -> float | None:
     """How far into ``sent`` (seconds) the viewer heard it: the sent-audio time of the last received
     sample louder than ``threshold`` (10 ms RMS, full scale 1.0) that arrived in ``(after, before]``.
@@ -369,9 +380,7 @@ def heard_until(rec: Recording, sent: np.ndarray, sent_rate: int, after: float, 
     x, times, s = _received_and_sent(rec, sent, sent_rate, after, before, np.float64)
     rate = rec.sample_rate
     hop = rate // 100
-    k = len(x) // hop
-    rms = np.sqrt((x[: k * hop].reshape(k, hop) ** 2).mean(axis=1))
-    loud = np.nonzero(rms > threshold)[0]
+    loud = np.nonzero(rms_10ms(x, rate) > threshold)[0]
     piece_at = int(np.searchsorted(times, aligned.arrival[-1]))  # received index of the last piece
     end = (int(loud[-1]) + 1) * hop if len(loud) else piece_at
     estimate = aligned.sent_s[-1] + max(0, end - piece_at) / rate
@@ -388,14 +397,11 @@ def heard_until(rec: Recording, sent: np.ndarray, sent_rate: int, after: float, 
     return (lo + j + n) / rate if score[j] >= 0.5 else float(estimate)
 
 
-def loud_seconds(pcm: np.ndarray, sample_rate: int, threshold: float = 0.01) -> float:
+def loud_seconds(pcm: np.ndarray, sample_rate: int, threshold: float = LOUD_RMS) -> float:
     """Seconds of ``pcm`` ((N,) int16 or float, full scale 1.0) louder than ``threshold`` in 10 ms RMS."""
     x = np.asarray(pcm)
     x = x.astype(np.float64) / 32768.0 if x.dtype == np.int16 else x.astype(np.float64)
-    hop = sample_rate // 100
-    k = len(x) // hop
-    rms = np.sqrt((x[: k * hop].reshape(k, hop) ** 2).mean(axis=1))
-    return float((rms > threshold).sum()) / 100.0
+    return float((rms_10ms(x, sample_rate) > threshold).sum()) / 100.0
 
 
 @dataclass
@@ -453,7 +459,7 @@ def turn_audio(rec: Recording, sent: np.ndarray, sent_rate: int, after: float, b
     # back to sample 0
     n = int(0.2 * rate)
     first_loud = next((i / rate for i in range(0, len(s) - n + 1, n)
-                       if np.sqrt((s[i : i + n] ** 2).sum()) >= 0.01 * np.sqrt(n)), None)
+                       if np.sqrt((s[i : i + n] ** 2).sum()) >= LOUD_RMS * np.sqrt(n)), None)
     head_sent = loud_seconds(s[: int(aligned.sent_s[0] * rate)], rate)
     head_received = loud_seconds(x[: int(np.searchsorted(times, aligned.arrival[0]))], rate)
     matched = first_loud is not None and aligned.sent_s[0] <= first_loud + 0.2 + 1e-9
@@ -462,14 +468,13 @@ def turn_audio(rec: Recording, sent: np.ndarray, sent_rate: int, after: float, b
     quiet_until = None
     if heard is not None:
         hop = rate // 100
-        k = len(s) // hop
-        loud = np.sqrt((s[: k * hop].reshape(k, hop) ** 2).mean(axis=1)) > 0.01
-        later = np.nonzero(loud & (np.arange(k) * hop >= heard * rate))[0]
+        loud = rms_10ms(s, rate) > LOUD_RMS
+        later = np.nonzero(loud & (np.arange(len(loud)) * hop >= heard * rate))[0]
         quiet_until = float(later[0] * hop / rate) if len(later) else len(s) / rate
     return TurnAudio(start, heard, ratio, quiet_until)
 
 
-def last_loud_audio(rec: Recording, after: float, threshold: float = 0.01, before: float | None = None) -> float | None:
+def last_loud_audio(rec: Recording, after: float, threshold: float = LOUD_RMS, before: float | None = None) -> float | None:
     """Arrival time of the last received sample louder than ``threshold`` (full scale 1.0,
     10 ms RMS) in ``(after, before]``; None if there is none."""
     x = rec.audio_pcm().astype(np.float32) / 32768.0
@@ -478,7 +483,7 @@ def last_loud_audio(rec: Recording, after: float, threshold: float = 0.01, befor
     n = len(x) // hop
     if n == 0:
         return None
-    rms = np.sqrt((x[: n * hop].reshape(n, hop) ** 2).mean(axis=1))
+    rms = rms_10ms(x, rec.sample_rate)
     ends = times[hop - 1 : n * hop : hop]
     window = (ends > after) & (ends <= before if before is not None else True)
     loud = np.nonzero((rms > threshold) & window)[0]
