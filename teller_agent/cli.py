@@ -437,6 +437,31 @@ def _add_demo_parser(sub) -> None:
     d.set_defaults(func=_cmd_demo)
 
 
+def _cmd_playground(args: argparse.Namespace) -> int:
+    try:
+        import livekit.plugins.teller  # noqa: F401
+    except ImportError as e:
+        raise TellerError(f"the playground needs the LiveKit plugin ({e}); install it with "
+                          "`pip install -e plugins/livekit-plugins-teller`") from e
+    from .playground import PlaygroundOptions, run_playground
+
+    run_playground(PlaygroundOptions(port=args.port, host=args.host, worker=args.worker, image=args.image))
+    return 0
+
+
+def _add_playground_parser(sub) -> None:
+    from .playground import DEFAULT_PORT
+
+    p = sub.add_parser("playground", help="the avatar in your browser: a web page to watch it, make it speak, "
+                                          "interrupt it and switch its photo")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"web page port (default {DEFAULT_PORT}; 0: any free one)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="interface the page listens on (default 127.0.0.1; anyone who reaches it can join the room)")
+    p.add_argument("--worker", action="store_true", help="render on a separate avatar worker (agent dispatch)")
+    p.add_argument("--image", type=Path, help="portrait photo (default: TELLER_AVATAR_IMAGE or the bundled one)")
+    p.set_defaults(func=_cmd_playground)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="teller-agent", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -524,6 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_parser(sub)
     _add_docs_parser(sub)
     _add_demo_parser(sub)
+    _add_playground_parser(sub)
     _add_sheet_parser(sub)
     return parser
 

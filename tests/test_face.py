@@ -246,6 +246,23 @@ def test_face_near_the_border_is_framed_inside_the_photo_or_filled_without_strea
 # --- bad inputs ----------------------------------------------------------------
 
 
+def test_a_weak_larger_false_detection_does_not_win_over_the_face(tmp_path, astronaut):
+    """Mirrored and saved as a JPEG, the astronaut's round mission badge is a weak dlib detection
+    larger than her face; the face (a strong detection) must be the one framed."""
+    from teller_agent.face.landmarks import detect_faces, get_detector
+
+    path = tmp_path / "mirrored.jpg"
+    Image.fromarray(np.ascontiguousarray(astronaut[:, ::-1])).save(path)
+    img = np.asarray(Image.open(path).convert("RGB"))
+    rects, scores, _ = get_detector().run(img, 0, 0.0)
+    if len(rects) < 2:
+        pytest.skip("this libjpeg/dlib build does not detect the badge; nothing to choose between")
+    (left, top, right, bottom) = detect_faces(img)[0]
+    assert bottom < 200, "the badge on the suit was framed instead of the face"
+    prepared = prepare_avatar(path, TellerSettings(cache_dir=tmp_path), use_cache=False)
+    assert prepared.crop_box[1] < 120
+
+
 def test_no_face_names_the_file(tmp_path):
     path = save(tmp_path, "coffee_cup.png", skdata.coffee())
     with pytest.raises(NoFaceError, match="coffee_cup.png") as info:

@@ -22,6 +22,7 @@ import contextlib
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -321,6 +322,16 @@ def run_worker(server, sentence, settings, room):
                     attributes={"sample_rate": str(sr), "num_channels": "1"})
                 await writer.write(pcm[: sr * 2].tobytes())
                 await writer.aclose()
+                # ... and tries to switch its portrait: refused
+                from livekit.plugins.teller.avatar import SET_AVATAR_IMAGE_RPC
+
+                try:
+                    await intruder.local_participant.perform_rpc(
+                        destination_identity=h.avatar.avatar_identity, method=SET_AVATAR_IMAGE_RPC,
+                        payload='{"avatar_image": "/nonexistent.jpg"}', response_timeout=10)
+                    intruder_rpc = "accepted"
+                except rtc.RpcError as e:
+                    intruder_rpc = e.message
                 await asyncio.sleep(2.5)
                 await intruder.disconnect()
                 t_say = time.perf_counter()
@@ -328,6 +339,21 @@ def run_worker(server, sentence, settings, room):
                 await h.say(pcm, sr, realtime=True)
                 await asyncio.sleep(max(1.0, 11.0 - (time.perf_counter() - h.viewer.first_frame_t)))
                 metrics = h.avatar.metrics()
+                # switch portraits through the worker: a photo without a face fails on the agent side
+                # (nothing sent), a good one is switched by the worker (RPC)
+                from PIL import Image
+                from skimage import data
+
+                from teller_agent.errors import NoFaceError
+
+                blank, mirrored = Path(settings.cache_dir) / "blank.png", Path(settings.cache_dir) / "mirrored.png"
+                Image.fromarray(np.full((300, 300, 3), 128, np.uint8)).save(blank)
+                Image.fromarray(np.ascontiguousarray(data.astronaut()[:, ::-1])).save(mirrored)
+                with pytest.raises(NoFaceError):
+                    await h.avatar.set_avatar_image(blank)
+                t_switch = time.perf_counter()
+                await h.avatar.set_avatar_image(mirrored)
+                switch_s = time.perf_counter() - t_switch
                 await h.room.disconnect()  # the agent leaves
                 h.room = None
                 t_left = time.perf_counter()
@@ -337,14 +363,15 @@ def run_worker(server, sentence, settings, room):
                         gone = time.perf_counter() - t_left
                         break
                     await asyncio.sleep(0.2)
-                return h, first, behalf, t_intrude, t_say, metrics, gone
+                return h, first, behalf, t_intrude, t_say, metrics, gone, intruder_rpc, switch_s
 
-        h, first, behalf, t_intrude, t_say, metrics, gone = asyncio.run(main())
+        h, first, behalf, t_intrude, t_say, metrics, gone, intruder_rpc, switch_s = asyncio.run(main())
     out = worker.log_text
-    print(f"worker mode: first frame {first:.2f} s after AvatarSession.start; metrics {metrics}")
+    print(f"worker mode: first frame {first:.2f} s after AvatarSession.start; portrait switched in "
+          f"{switch_s:.2f} s; metrics {metrics}")
     rec = h.viewer.rec
     return SimpleNamespace(h=h, rec=rec, behalf=behalf, t_intrude=t_intrude, t_say=t_say, metrics=metrics,
-                           gone=gone, out=out, seconds=len(pcm) / sr, turns=V.speech_turns(rec),
+                           gone=gone, out=out, intruder_rpc=intruder_rpc, switch_s=switch_s, seconds=len(pcm) / sr, turns=V.speech_turns(rec),
                            heard=V.turn_audio(rec, pcm, sr, after=t_say), aligned=V.align_audio(rec, pcm, sr, after=t_say))
 
 
@@ -357,6 +384,8 @@ def test_avatar_worker_is_dispatched_serves_only_its_agent_and_leaves_with_it(se
     assert r.heard.whole(r.seconds), f"the turn did not reach the viewer in full through the worker: {r.heard}"
     assert r.metrics is not None and r.metrics.frames_rendered > 0
     assert r.gone is not None, f"the avatar worker stayed in the room after its agent left:\n{r.out[-3000:]}"
+    assert "only agent may switch" in r.intruder_rpc, r.intruder_rpc
+    assert "switched portrait" in r.out, f"the worker did not switch to the new portrait:\n{r.out[-3000:]}"
 
 
 @pytest.mark.realtime

@@ -187,3 +187,29 @@ def test_two_speech_gates_interleaved_give_what_each_gives_alone(speech):
     assert [ga.frame_probability(k) for k in range(n)] == pytest.approx(alone(a), abs=1e-6)
     assert [gb.frame_probability(k) for k in range(n)] == pytest.approx(alone(b), abs=1e-6)
     assert max(alone(a)) > 0.9  # the sentence is heard as speech
+
+
+def test_switching_the_portrait_mid_turn_keeps_the_turn_and_changes_the_face(avatar, settings, speech):
+    from PIL import Image
+    from skimage import data
+
+    from teller_agent.face import prepare_avatar
+    from teller_agent.fmlg.generator import MotionGenerator
+    from teller_agent.stream import AvatarEngine
+
+    eng = AvatarEngine(avatar, MotionGenerator.from_settings(settings), vad=False)
+    pcm, sr = speech
+    half = len(pcm) // 2
+    before = eng.push_audio(pcm[:half], sr)
+    mirrored = prepare_avatar(np.ascontiguousarray(data.astronaut()[:, ::-1]), settings)
+    eng.set_avatar(mirrored)
+    after = eng.push_audio(pcm[half:], sr) + eng.end_turn()
+    assert before and after and all(f.speaking for f in after)
+    assert after[0].index == before[-1].index + 1  # the same turn goes on
+    # the new face: the frame is closer to the mirrored portrait than to the old one
+    img = after[0].image.astype(np.float32)
+    assert np.abs(img - mirrored.image).mean() < np.abs(img - avatar.image).mean()
+    small = prepare_avatar(np.asarray(Image.fromarray(data.astronaut()).resize((400, 400))),
+                           settings.model_copy(update={"frame_size": 256}))
+    with pytest.raises(ValueError, match="256x256"):
+        eng.set_avatar(small)

@@ -121,6 +121,10 @@ def get_predictor():
     return _predictor
 
 
+#: Detections scoring below this share of the best detection's score are dropped (dlib HOG scores).
+MIN_RELATIVE_SCORE = 0.5
+
+
 def detect_faces(image: np.ndarray) -> list[Box]:
     """Detect faces in an RGB image.
 
@@ -132,15 +136,23 @@ def detect_faces(image: np.ndarray) -> list[Box]:
     Args:
         image: ``(H, W, 3) uint8`` RGB.
 
+    Detections scoring below :data:`MIN_RELATIVE_SCORE` of the best one are dropped: a weak
+    false positive (a round badge on a jacket, a face on a poster behind) can be larger than
+    the real face and would otherwise be chosen as "the largest".
+
     Returns:
         Boxes ``(left, top, right, bottom)`` in pixels of ``image``, largest first.
     """
     small, scale = _downscale(_as_dlib_image(image), DETECT_MAX_SIDE)
     detector = get_detector()
-    rects = detector(small, 0)
+    rects, scores, _ = detector.run(small, 0, 0.0)
     if len(rects) == 0:
-        rects = detector(small, _upsample_steps(max(small.shape[:2])))
-    boxes = [_unscale_box((r.left(), r.top(), r.right(), r.bottom()), scale) for r in rects]
+        rects, scores, _ = detector.run(small, _upsample_steps(max(small.shape[:2])), 0.0)
+    if len(rects) == 0:
+        return []
+    best = max(scores)
+    boxes = [_unscale_box((r.left(), r.top(), r.right(), r.bottom()), scale)
+             for r, s in zip(rects, scores) if s >= MIN_RELATIVE_SCORE * best]
     return sorted(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]), reverse=True)
 
 

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 #: Version of the preparation algorithm; part of the cache key. Bump it when
 #: the output of :func:`prepare_avatar` changes for the same input.
-PREP_VERSION = 2
+PREP_VERSION = 3
 
 #: What :func:`prepare_avatar` accepts as the portrait.
 ImageInput = Union[None, str, os.PathLike, bytes, np.ndarray]

@@ -140,6 +140,7 @@ class Endpoint:
     api_key: str
     api_secret: str
     local: bool
+    rtc_tcp_port: int | None = None  # a local server's ICE/TCP media port (what port forwarding needs)
 
 
 @contextlib.contextmanager
@@ -160,7 +161,7 @@ def livekit_endpoint(worker: bool = False, log=lambda msg: None) -> Iterator[End
             log(f"using the LiveKit server at {ep.url}")
         else:
             server = LocalLiveKitServer().start()
-            ep = Endpoint(server.url, server.api_key, server.api_secret, local=True)
+            ep = Endpoint(server.url, server.api_key, server.api_secret, local=True, rtc_tcp_port=server.rtc_tcp_port)
             log(f"started a local LiveKit server (--dev) at {ep.url}")
         if worker:
             log("starting an avatar worker ...")

@@ -88,6 +88,11 @@ class LocalLiveKitServer:
         """WebSocket URL for clients, e.g. ``ws://127.0.0.1:40123``."""
         return f"ws://127.0.0.1:{self.port}"
 
+    @property
+    def rtc_tcp_port(self) -> int:
+        """TCP port of the server's WebRTC media (ICE over TCP); 0 before :meth:`start`."""
+        return self._rtc_ports[0]
+
     def start(self) -> LocalLiveKitServer:
         """Start on free loopback ports.
 

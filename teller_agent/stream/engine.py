@@ -105,6 +105,7 @@ class AvatarEngine:
             raise ValueError(f"sample_rate must be a positive multiple of {FPS} Hz, got {sample_rate}")
         self.avatar = avatar
         self.generator = generator
+        self.render_grid = render_grid
         self.renderer = WarpRenderer(avatar, grid=render_grid)
         self.sample_rate = sample_rate
         self.samples_per_frame = sample_rate // FPS
@@ -150,6 +151,24 @@ class AvatarEngine:
         self.end_turn()
         self.generator.reset()
         self._settle = None
+
+    def set_avatar(self, avatar) -> None:
+        """Render from another prepared portrait from the next frame on (motion, turn and idle
+        state carry on, so a switch mid-sentence keeps the lips in sync).
+
+        Args:
+            avatar: a :class:`~teller_agent.face.PreparedAvatar` of the same frame size.
+
+        Raises:
+            ValueError: its frame size differs from this engine's (the published video track
+                has a fixed size).
+        """
+        size = int(np.asarray(avatar.image).shape[0])
+        if size != self.renderer.size:
+            raise ValueError(f"the new portrait is prepared at {size}x{size} px but this engine renders "
+                             f"{self.renderer.size}x{self.renderer.size}: prepare it with the same settings")
+        renderer = WarpRenderer(avatar, grid=self.render_grid)
+        self.avatar, self.renderer = avatar, renderer
 
     # -- state ------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from teller_agent.stream import AvatarEngine
 
 from .io import TellerAudioOutput, WorkerAudioOutput
 from .log import logger
-from .metrics import METRICS_ATTRIBUTE, TellerMetrics
+from .metrics import HEARTBEAT_S, METRICS_ATTRIBUTE, TellerMetrics
 from .runner import TellerAvatarRunner
 from .sync import check_video_delay_ms
 from .video_generator import DEFAULT_VIDEO_DELAY_MS, TellerVideoGenerator
@@ -31,6 +31,11 @@ MAX_REDISPATCHES = 3
 #: Agent name the avatar worker registers under (explicit dispatch).
 DEFAULT_WORKER_AGENT_NAME = "teller-avatar"
 DEFAULT_SAMPLE_RATE = 24000
+#: RPC method the agent calls on its avatar worker to switch portraits (payload: JSON
+#: ``{"avatar_image": "<absolute path on the worker's filesystem>"}``).
+SET_AVATAR_IMAGE_RPC = "teller.set_avatar_image"
+#: Seconds an avatar worker has to prepare a new portrait and answer :data:`SET_AVATAR_IMAGE_RPC`.
+SET_AVATAR_IMAGE_TIMEOUT_S = 30.0
 
 
 class AvatarSession(_BaseAvatarSession):
@@ -49,6 +54,9 @@ class AvatarSession(_BaseAvatarSession):
         vad: close the mouth in pauses (Silero VAD on the agent audio).
         stamp_frames: draw a frame counter on the bottom edge (measurement aid, see
             ``teller_agent.stream.stamp``).
+        publish_metrics: in local mode, publish :class:`~.metrics.TellerMetrics` as the agent
+            participant's attribute ``teller.metrics`` (JSON) every second, as an avatar worker
+            does, so viewers can show them.
         video_delay_ms: how much later than its audio each frame is sent, ms (see
             :mod:`livekit.plugins.teller.sync`): the default centres the A/V offset measured
             at a LiveKit SDK viewer on loopback (``docs/results/design_measurements.md``); raise it if your
@@ -73,6 +81,7 @@ class AvatarSession(_BaseAvatarSession):
         sample_rate: int = DEFAULT_SAMPLE_RATE,
         vad: bool = True,
         stamp_frames: bool = False,
+        publish_metrics: bool = True,
         video_delay_ms: int = DEFAULT_VIDEO_DELAY_MS,
         avatar_identity: NotGivenOr[str] = NOT_GIVEN,
         worker_agent_name: str = DEFAULT_WORKER_AGENT_NAME,
@@ -90,6 +99,7 @@ class AvatarSession(_BaseAvatarSession):
         self._sample_rate = sample_rate
         self._vad = vad
         self._stamp = stamp_frames
+        self._publish_metrics = publish_metrics
         self._video_delay_ms = check_video_delay_ms(video_delay_ms)  # fails here, not on the worker
         self._identity = avatar_identity if utils.is_given(avatar_identity) else ""
         self._worker_agent_name = worker_agent_name
@@ -162,7 +172,56 @@ class AvatarSession(_BaseAvatarSession):
         room.on("reconnecting", self._on_reconnecting)
         room.on("reconnected", self._on_reconnected)
         room.on("disconnected", self._on_disconnected)
+        if self._publish_metrics:
+            self._spawn(self._metrics_loop(room))
         logger.info("teller avatar started in-process", extra={"size": size, "sample_rate": self._sample_rate})
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _metrics_loop(self, room: rtc.Room) -> None:
+        """Local mode: the agent participant's ``teller.metrics`` attribute, every HEARTBEAT_S."""
+        while not self._closing:
+            await asyncio.sleep(HEARTBEAT_S)
+            metrics = self.metrics()
+            if metrics is None or self._closing or not room.isconnected():
+                continue
+            try:
+                await room.local_participant.set_attributes({METRICS_ATTRIBUTE: metrics.to_json()})
+            except Exception as e:  # noqa: BLE001 - a missed update is harmless; the next one follows
+                logger.debug("could not publish the avatar's metrics: %s", e)
+
+    async def set_avatar_image(self, image: str | Path) -> None:
+        """Switch the face to another portrait photo while the session runs. The photo is prepared
+        first; if it cannot be used the old face stays and the error is raised. In worker mode the
+        path is sent to the avatar worker (:data:`SET_AVATAR_IMAGE_RPC`), which must see the same
+        filesystem (as for ``avatar_image``).
+
+        Raises:
+            NoFaceError, ImageLoadError, FaceTooSmallError: the photo cannot be used (nothing changed).
+            RuntimeError: the session is not started, or the avatar worker refused the photo or did
+                not answer within SET_AVATAR_IMAGE_TIMEOUT_S seconds.
+        """
+        from teller_agent.face import prepare_avatar
+
+        if self._room_ref is None:
+            raise RuntimeError("start the avatar session before switching its portrait")
+        avatar = await asyncio.to_thread(prepare_avatar, image, self._settings)
+        if self._mode == "local":
+            assert self._video_gen is not None
+            await self._video_gen.set_avatar(avatar)
+        else:
+            payload = json.dumps({"avatar_image": str(Path(image).resolve())})
+            try:
+                await self._room_ref.local_participant.perform_rpc(
+                    destination_identity=self._identity, method=SET_AVATAR_IMAGE_RPC, payload=payload,
+                    response_timeout=SET_AVATAR_IMAGE_TIMEOUT_S)
+            except rtc.RpcError as e:
+                raise RuntimeError(f"the avatar worker did not switch to {image}: {e.message}") from e
+        self._settings = self._settings.model_copy(update={"avatar_image": image})
+        logger.info("teller avatar switched portrait", extra={"avatar_image": str(image)})
 
     # The room's connection (local mode): the SDK resumes or rejoins after a network drop or a server
     # restart and republishes the avatar's tracks; if it gives up, the avatar stops rendering.
@@ -177,9 +236,7 @@ class AvatarSession(_BaseAvatarSession):
         if self._closing:
             return
         logger.warning("the room disconnected (%s): stopping the in-process avatar", reason)
-        task = asyncio.create_task(self.aclose())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._spawn(self.aclose())
 
     async def _start_worker(self, agent_session: AgentSession, room: rtc.Room) -> None:
         image = self._settings.avatar_image
@@ -238,9 +295,7 @@ class AvatarSession(_BaseAvatarSession):
             except Exception as e:  # noqa: BLE001 - logged; the agent goes on without a face
                 logger.error("could not dispatch a new avatar worker: %s", e)
 
-        task = asyncio.create_task(redispatch())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._spawn(redispatch())
 
     def _job_api(self) -> api.LiveKitAPI | None:
         """The job's own API client, when running in a job and no credentials were passed."""
@@ -298,4 +353,4 @@ class AvatarSession(_BaseAvatarSession):
             await super().aclose()  # removes the avatar worker's participant from the room
 
 
-__all__ = ["ATTRIBUTE_PUBLISH_ON_BEHALF", "AvatarSession", "DEFAULT_WORKER_AGENT_NAME"]
+__all__ = ["ATTRIBUTE_PUBLISH_ON_BEHALF", "AvatarSession", "DEFAULT_WORKER_AGENT_NAME", "SET_AVATAR_IMAGE_RPC"]

@@ -110,6 +110,15 @@ class TellerVideoGenerator(VideoGenerator):
         """Numbers of this session so far."""
         return self._metrics.snapshot(self._av_sync.actual_fps if self._av_sync else 0.0)
 
+    async def set_avatar(self, avatar) -> None:
+        """Render from another prepared portrait (a :class:`~teller_agent.face.PreparedAvatar`)
+        from the next frame on; the switch runs on the engine's thread between two frames.
+
+        Raises:
+            ValueError: its frame size differs from the published video's.
+        """
+        await self._run(self._engine.set_avatar, avatar)
+
     # -- VideoGenerator ------------------------------------------------------------
 
     async def push_audio(self, frame: rtc.AudioFrame | AudioSegmentEnd) -> None:

@@ -36,7 +36,7 @@ from livekit.agents.voice.avatar import AvatarOptions, DataStreamAudioReceiver
 
 from teller_agent.config import FPS, TellerSettings
 
-from .avatar import DEFAULT_SAMPLE_RATE, DEFAULT_WORKER_AGENT_NAME
+from .avatar import DEFAULT_SAMPLE_RATE, DEFAULT_WORKER_AGENT_NAME, SET_AVATAR_IMAGE_RPC
 from .log import logger
 from .metrics import HEARTBEAT_S, METRICS_ATTRIBUTE
 from .runner import TellerAvatarRunner
@@ -164,6 +164,25 @@ async def _entrypoint(ctx: JobContext) -> None:
             logger.info("agent left the room, stopping the avatar", extra={"agent": agent_identity})
             done.set()
 
+    async def _set_avatar_image(data: rtc.RpcInvocationData) -> str:
+        """The agent's ``AvatarSession.set_avatar_image``: prepare the photo here, then switch."""
+        from teller_agent.errors import TellerError
+        from teller_agent.face import prepare_avatar
+
+        if data.caller_identity != agent_identity:
+            raise rtc.RpcError(rtc.RpcError.ErrorCode.APPLICATION_ERROR,
+                               f"only {agent_identity} may switch this avatar's portrait")
+        try:
+            image = json.loads(data.payload)["avatar_image"]
+            avatar = await asyncio.to_thread(prepare_avatar, image,
+                                             settings.model_copy(update={"avatar_image": image}))
+            await video_gen.set_avatar(avatar)
+        except (TellerError, ValueError, KeyError, OSError) as e:
+            raise rtc.RpcError(rtc.RpcError.ErrorCode.APPLICATION_ERROR, str(e)) from e
+        logger.info("switched portrait", extra={"avatar_image": image})
+        return "ok"
+
+    ctx.room.local_participant.register_rpc_method(SET_AVATAR_IMAGE_RPC, _set_avatar_image)
     ctx.room.on("participant_disconnected", _on_left)
     ctx.room.on("disconnected", lambda *_: done.set())
     if agent_identity not in ctx.room.remote_participants:
