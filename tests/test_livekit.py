@@ -281,10 +281,11 @@ def test_portrait_without_a_face_fails_before_joining(server, tmp_path, settings
 
 
 @contextlib.contextmanager
-def avatar_worker(server, settings):
-    """An avatar worker process registered with ``server``; stopped on exit, when its last log
-    lines are left in ``worker.log_text``."""
-    env = dict(server.env(), TELLER_CACHE_DIR=str(settings.cache_dir), TELLER_WORKER_LOAD="sessions")
+def avatar_worker(server, settings, extra_env: dict[str, str] | None = None):
+    """An avatar worker process registered with ``server`` (``extra_env`` added to its environment);
+    stopped on exit, when its last log lines are left in ``worker.log_text``."""
+    env = {**server.env(), "TELLER_CACHE_DIR": str(settings.cache_dir), "TELLER_WORKER_LOAD": "sessions",
+           **(extra_env or {})}
     try:
         worker = start_worker(env, timeout=90)
     except RuntimeError as e:
@@ -400,6 +401,25 @@ def test_avatar_worker_keeps_25_fps_and_av_sync(server, sentence, settings):
     print(f"worker mode: {fps:.1f} fps, A/V offset {offset * 1000:+.1f} ms, audio gaps {r.aligned.stretch_s * 1000:.0f} ms")
     assert abs(offset) <= 0.040
     assert r.aligned.stretch_s <= MAX_AUDIO_GAPS_S, f"the turn's audio arrived with {r.aligned.stretch_s:.3f} s of gaps"
+
+
+def test_two_avatar_workers_take_one_room_each(server, settings):
+    """Load spread: with one session per worker, the second room's avatar goes to the other worker
+    (each worker counts its running jobs, reported to LiveKit as its load)."""
+    env = {"TELLER_WORKER_MAX_SESSIONS": "1", "TELLER_WORKER_LOAD": "sessions"}
+    with avatar_worker(server, settings, env) as w1, avatar_worker(server, settings, env) as w2:
+        async def main():
+            async with harness(server, "spread-a", mode="worker") as a:
+                await a.start_avatar()
+                await a.wait_first_frame(timeout=90)
+                await asyncio.sleep(3.0)  # the full worker's load reaches the server (updated every 2.5 s)
+                async with harness(server, "spread-b", mode="worker") as b:
+                    await b.start_avatar()
+                    await b.wait_first_frame(timeout=90)
+
+        asyncio.run(main())
+    rooms = [{r for r in ("spread-a", "spread-b") if f"serving room {r} " in w.log_text} for w in (w1, w2)]
+    assert sorted(map(sorted, rooms)) == [["spread-a"], ["spread-b"]], (rooms, w1.log_text[-2000:], w2.log_text[-2000:])
 
 
 def test_a_crashed_avatar_worker_does_not_hang_the_agent_and_is_replaced(server, sentence, settings, cpu_hog):

@@ -46,9 +46,6 @@ from .video_generator import DEFAULT_VIDEO_DELAY_MS, TellerVideoGenerator
 #: 100 ms, makes each frame wait for up to 100 ms of look-ahead audio; 20 ms matches the agent's.
 RECEIVE_FRAME_MS = 20
 
-_active_sessions = 0
-
-
 class AgentAudioReceiver(DataStreamAudioReceiver):
     """The agent's audio, as ``DataStreamAudioReceiver``, without ``lk.playback_started`` calls:
     ``AvatarSession`` does not register that RPC on the agent side (its ``DataStreamAudioOutput``
@@ -92,10 +89,12 @@ _cpu_load: CpuLoad | None = None
 
 def worker_load(server: AgentServer) -> float:
     """The load this worker reports to LiveKit, in [0, 1]: the larger of the machine's CPU use and
-    the share of its session capacity in use."""
+    the share of its session capacity in use. Sessions are counted from ``server.active_jobs``:
+    each session runs in its own job process, so nothing the sessions themselves count is
+    visible here, in the worker's main process."""
     global _cpu_load
     settings = _settings()
-    sessions = min(1.0, _active_sessions / _max_sessions(settings))
+    sessions = min(1.0, len(server.active_jobs) / _max_sessions(settings))
     if settings.worker_load == "sessions":
         return sessions
     if _cpu_load is None:
@@ -129,7 +128,6 @@ async def _on_request(req: JobRequest) -> None:
 
 
 async def _entrypoint(ctx: JobContext) -> None:
-    global _active_sessions
     from teller_agent.stream import AvatarEngine
 
     meta = json.loads(ctx.job.metadata or "{}")
@@ -187,7 +185,7 @@ async def _entrypoint(ctx: JobContext) -> None:
     ctx.room.on("disconnected", lambda *_: done.set())
     if agent_identity not in ctx.room.remote_participants:
         logger.warning("the agent is not in the room (yet)", extra={"agent": agent_identity})
-    _active_sessions += 1
+    logger.info("serving room %s for agent %s", ctx.room.name, agent_identity)
     try:
         await runner.start()
         while not done.is_set():
@@ -196,7 +194,6 @@ async def _entrypoint(ctx: JobContext) -> None:
             except asyncio.TimeoutError:
                 await ctx.room.local_participant.set_attributes({METRICS_ATTRIBUTE: video_gen.metrics().to_json()})
     finally:
-        _active_sessions -= 1
         await runner.aclose()
         await video_gen.aclose()
         ctx.shutdown("agent left")
