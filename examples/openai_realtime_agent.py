@@ -22,7 +22,7 @@ async def entrypoint(ctx: JobContext) -> None:
     await ctx.connect()
     session = AgentSession(
         llm=openai.realtime.RealtimeModel(voice="alloy"),
-        resume_false_interruption=False,  # avatar audio outputs cannot pause
+        turn_handling=teller.AVATAR_TURN_HANDLING,  # avatar audio outputs cannot pause
     )
     avatar = teller.AvatarSession(mode=os.environ.get("TELLER_AVATAR_MODE", "local"))
     await avatar.start(session, room=ctx.room)  # before session.start: the avatar takes the audio output

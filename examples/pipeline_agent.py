@@ -29,7 +29,7 @@ async def entrypoint(ctx: JobContext) -> None:
         stt=openai.STT(),
         llm=openai.LLM(model="gpt-4o-mini"),
         tts=openai.TTS(voice="alloy"),
-        resume_false_interruption=False,  # avatar audio outputs cannot pause
+        turn_handling=teller.AVATAR_TURN_HANDLING,  # avatar audio outputs cannot pause
     )
     avatar = teller.AvatarSession(mode=os.environ.get("TELLER_AVATAR_MODE", "local"))
     await avatar.start(session, room=ctx.room)

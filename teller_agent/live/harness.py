@@ -110,7 +110,7 @@ class AgentHarness:
         from livekit.agents import Agent, AgentSession
         from livekit.plugins import teller
 
-        self.session = AgentSession(resume_false_interruption=False)
+        self.session = AgentSession(turn_handling=teller.AVATAR_TURN_HANDLING)
         self.avatar = teller.AvatarSession(
             livekit_url=self.url, api_key=self.api_key, api_secret=self.api_secret, **self.avatar_kwargs
         ) if self.avatar_kwargs.get("mode") == "worker" else teller.AvatarSession(**self.avatar_kwargs)

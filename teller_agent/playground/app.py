@@ -137,7 +137,7 @@ class Playground:
         from livekit.plugins import teller
 
         self._set_portrait_geometry(await asyncio.to_thread(self._prepare, self.settings.avatar_image))
-        kwargs = {"resume_false_interruption": False}  # an avatar's audio output cannot pause
+        kwargs = {"turn_handling": teller.AVATAR_TURN_HANDLING}  # an avatar's audio output cannot pause
         if self.openai:
             try:
                 from livekit.plugins import openai
@@ -368,6 +368,25 @@ async def _serve_until_stopped(endpoint, options: PlaygroundOptions, log) -> Non
         await pg.aclose()
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Fail before anything starts when the page's port is taken (port 0: any free one).
+
+    Raises:
+        TellerError: ``host:port`` cannot be bound (names the fix: ``--port``).
+    """
+    import socket
+
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise TellerError(f"the playground cannot listen on {host}:{port} ({e.strerror}): "
+                              "choose another port with --port") from e
+
+
 def run_playground(options: PlaygroundOptions | None = None, log=print) -> None:
     """Run the playground until SIGINT/SIGTERM (see the module docstring), then stop everything
     it started.
@@ -384,6 +403,7 @@ def run_playground(options: PlaygroundOptions | None = None, log=print) -> None:
 
     options = options or PlaygroundOptions()
     check_vendored()
+    check_port_free(options.host, options.port)
     torch.set_num_threads(1)
     with livekit_endpoint(options.worker, log) as ep:
         asyncio.run(_serve_until_stopped(ep, options, log))

@@ -5,6 +5,7 @@ Usage::
 
     from livekit.plugins import teller
 
+    session = AgentSession(..., turn_handling=teller.AVATAR_TURN_HANDLING)
     avatar = teller.AvatarSession(avatar_image="me.jpg")   # in-process
     await avatar.start(session, room=ctx.room)
     await session.start(agent=..., room=ctx.room)
@@ -15,7 +16,7 @@ or ``teller.AvatarSession(mode="worker")`` with an avatar worker running
 
 from livekit.agents import Plugin
 
-from .avatar import DEFAULT_WORKER_AGENT_NAME, AvatarSession
+from .avatar import AVATAR_TURN_HANDLING, DEFAULT_WORKER_AGENT_NAME, SET_AVATAR_IMAGE_RPC, AvatarSession
 from .log import logger
 from .metrics import METRICS_ATTRIBUTE, TellerMetrics
 from .runner import TellerAvatarRunner
@@ -23,7 +24,9 @@ from .version import __version__
 from .video_generator import TellerVideoGenerator
 
 __all__ = [
+    "AVATAR_TURN_HANDLING",
     "DEFAULT_WORKER_AGENT_NAME",
+    "SET_AVATAR_IMAGE_RPC",
     "METRICS_ATTRIBUTE",
     "AvatarSession",
     "TellerAvatarRunner",

@@ -31,6 +31,10 @@ MAX_REDISPATCHES = 3
 #: Agent name the avatar worker registers under (explicit dispatch).
 DEFAULT_WORKER_AGENT_NAME = "teller-avatar"
 DEFAULT_SAMPLE_RATE = 24000
+#: ``AgentSession(turn_handling=...)`` for a session wearing an avatar: the avatar's audio output
+#: cannot pause, so a false interruption must not try to resume the speech (merge your own
+#: ``turn_handling`` keys into a copy of it).
+AVATAR_TURN_HANDLING = {"interruption": {"resume_false_interruption": False}}
 #: RPC method the agent calls on its avatar worker to switch portraits (payload: JSON
 #: ``{"avatar_image": "<absolute path on the worker's filesystem>"}``).
 SET_AVATAR_IMAGE_RPC = "teller.set_avatar_image"
@@ -353,4 +357,4 @@ class AvatarSession(_BaseAvatarSession):
             await super().aclose()  # removes the avatar worker's participant from the room
 
 
-__all__ = ["ATTRIBUTE_PUBLISH_ON_BEHALF", "AvatarSession", "DEFAULT_WORKER_AGENT_NAME", "SET_AVATAR_IMAGE_RPC"]
+__all__ = ["ATTRIBUTE_PUBLISH_ON_BEHALF", "AVATAR_TURN_HANDLING", "AvatarSession", "DEFAULT_WORKER_AGENT_NAME", "SET_AVATAR_IMAGE_RPC"]
