@@ -39,6 +39,8 @@ def test_the_wheel_carries_the_model_and_renders_from_it(tmp_path):
     missing = [f for f in CHECKPOINT_FILES if f"teller_agent/models/fmlg-face68/{f}" not in names]
     assert not missing, f"the wheel lacks the shipped checkpoint's {missing}"
     assert "teller_agent/face/mediapipe/face_landmark.tflite" in names
+    missing = [f for f in ("mouth_atlas.npz", "README.md") if f"teller_agent/models/mouth-atlas/{f}" not in names]
+    assert not missing, f"the wheel lacks the mouth atlas's {missing}"
 
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(wheel)],

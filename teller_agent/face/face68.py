@@ -33,6 +33,10 @@ EYELIDS = (37, 38, 40, 41, 43, 44, 46, 47)
 OUTER_LIPS = tuple(range(48, 60))
 INNER_LIPS = tuple(range(60, 68))
 LIPS = OUTER_LIPS + INNER_LIPS
+#: Inner-lip chains from the image-left inner corner 60 to the image-right one 64: the upper lip's
+#: lower edge (60-64) and the lower lip's upper edge (60, 67-65, 64); the mouth opening lies between.
+INNER_UPPER_LIP = (60, 61, 62, 63, 64)
+INNER_LOWER_LIP = (60, 67, 66, 65, 64)
 #: Inner-lip (upper, lower) pairs whose gaps define the mouth opening.
 INNER_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))
 #: The midline pair alone (the gap the viseme tracks are written for).

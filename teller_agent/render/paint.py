@@ -1,23 +1,24 @@
 """Painting what a warp of one photo cannot show: the mouth interior and closing eyelids.
 
 A portrait usually has closed lips and open eyes. When the driven inner lips
-part, :func:`paint_mouth` fills the gap with a dark oral cavity shaded toward
-the back, a band of upper teeth and, when wide open, a hint of tongue. When the
-driven upper lid comes down, :func:`paint_eyelids` slides lid skin (the
-portrait's own skin tone) with a lash line over the still eyeball.
+part, :class:`MouthPainter` shows a real mouth interior there (teeth, cavity,
+tongue), taken from an atlas of real mouths
+(:mod:`teller_agent.render.mouth_atlas`) and matched to the portrait's light and
+colour. When the driven upper lid comes down, :func:`paint_eyelids` slides lid
+skin (the portrait's own skin tone) with a lash line over the still eyeball.
 
-Both work column by column inside the feature's bounding box only, with
-anti-aliased edges, and modify ``frame`` in place.
+Both work inside the feature's bounding box only, with soft edges, and modify
+``frame`` in place.
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
-_CAVITY_EDGE = np.array([105.0, 40.0, 45.0], np.float32)
-_CAVITY_DEEP = np.array([22.0, 6.0, 8.0], np.float32)
-_TONGUE = np.array([150.0, 62.0, 68.0], np.float32)
-_TEETH = np.array([228.0, 222.0, 208.0], np.float32)
+#: Cavity lift of the matched atlas: Lab lightness below ``[0]`` is raised by up to ``[1]`` and
+#: shifted toward red by up to ``[2]`` (a*, scaled by the portrait's chroma ratio).
+CAVITY_LIFT = (30.0, 9.0, 7.0)
 _LASH = np.array([38.0, 28.0, 26.0], np.float32)
 
 
@@ -48,53 +49,179 @@ def mouth_gap(inner_lips: np.ndarray) -> float:
     return float(max((lower[:, 1] - upper[:, 1]).max(), 0.0))
 
 
-def paint_mouth(frame: np.ndarray, inner_lips: np.ndarray, rest_gap: float) -> None:
-    """Fill the opening between the driven inner lips.
+class MouthPainter:
+    """Shows a real mouth interior between the driven inner lips of one portrait.
+
+    At construction the atlas (:mod:`teller_agent.render.mouth_atlas`) is matched once to the
+    portrait's light and colour, in CIE Lab, from its lip ring (between the outer and the inner lip
+    contour) against each patch's source lip ring: lightness is scaled by a damped ratio of the
+    rings' mean lightness, and chroma by the ratio of their mean chroma (so a black-and-white
+    photo gets grey teeth), with a partial shift toward the portrait's lip hue.
+
+    Per frame (:meth:`paint`): the opening ``r`` and relative width ``w`` of the driven inner lips
+    (:mod:`~teller_agent.render.mouth_atlas`, module docstring) pick the grid cells around them;
+    their patches are blended with weights that are smooth (C1) in ``r`` and ``w``, so a slowly
+    changing mouth never switches patch abruptly. Beyond the atlas's widest opening the
+    patch's darkest band of rows (the cavity, found per patch at construction) stretches while
+    the rows above and below it (teeth, tongue) keep their size. The patch is warped into the driven opening through the canonical column map
+    (:func:`~teller_agent.render.mouth_atlas.canonical_coords`) and blended with a mask feathered
+    at the lip edges, only inside the inner lips' bounding box.
 
     Args:
-        frame: (S, S, 3) uint8 RGB, modified in place.
-        inner_lips: (8, 2) float driven pixel positions of landmarks 60-67.
-        rest_gap: the portrait's own inner-lip gap in pixels; the fill fades
-            in over the first 3 pixels of opening beyond it (a photo with an
-            open mouth keeps its own teeth until the mouth opens further).
+        image: ``(S, S, 3) uint8`` RGB portrait crop (the renderer's).
+        landmarks: ``(68, 2)`` float pixel positions of its landmarks.
+        atlas: a :class:`~teller_agent.render.mouth_atlas.MouthAtlas`; default: the shipped one
+            (:func:`~teller_agent.render.mouth_atlas.load_atlas`).
+
+    Raises:
+        MouthAtlasError: ``atlas`` is None and the shipped atlas is missing or malformed.
     """
-    strength = float(np.clip((mouth_gap(inner_lips) - rest_gap - 0.5) / 3.0, 0.0, 1.0))
-    if strength <= 0.0:
-        return
-    upper = inner_lips[[0, 1, 2, 3, 4]]
-    lower = inner_lips[[0, 7, 6, 5, 4]]
-    left, right = float(inner_lips[:, 0].min()), float(inner_lips[:, 0].max())
-    box = _box(frame, left, right, inner_lips[:, 1].min(), inner_lips[:, 1].max())
-    if box is None or right - left < 2:
-        return
-    x0, x1, y0, y1 = box
-    xs = np.arange(x0, x1, dtype=np.float32)
-    y_up = _chain(upper, xs)[None, :]
-    y_lo = np.maximum(_chain(lower, xs), _chain(upper, xs))[None, :]
-    ys = np.arange(y0, y1, dtype=np.float32)[:, None]
-    gap = np.maximum(y_lo - y_up, 1e-3)
-    cover = np.clip(ys + 0.5 - y_up, 0, 1) * np.clip(y_lo - ys + 0.5, 0, 1)
-    cover *= ((xs >= left) & (xs <= right))[None, :]
-    if not cover.any():
-        return
-    width = right - left
-    u = np.clip((xs[None, :] - left) / width, 0.0, 1.0)
-    arch = np.clip(np.sin(np.pi * u), 0.0, 1.0)  # 0 at the corners, 1 mid-mouth
-    v = np.clip((ys - y_up) / gap, 0, 1)
-    # Cavity: dark red at the lips, near black deep inside and toward the corners.
-    depth = smoothstep(np.minimum(v, 1 - v) * 2.5) * (0.55 + 0.45 * arch)
-    color = _CAVITY_EDGE + (_CAVITY_DEEP - _CAVITY_EDGE) * depth[..., None]
-    # Tongue: the lower part of a wide-open mouth.
-    tongue = smoothstep((v - 0.6) / 0.4) * np.clip(gap / (0.35 * width), 0, 1) * arch**0.5
-    color += (_TONGUE - color) * (0.7 * tongue)[..., None]
-    # Upper teeth: a band under the upper lip, narrower than the mouth.
-    teeth_h = np.minimum(0.45 * gap, 0.16 * width)
-    in_teeth = np.clip(y_up + teeth_h - ys, 0, 1) * smoothstep((0.4 - np.abs(u - 0.5)) / 0.08)
-    shade = 0.62 + 0.38 * arch**0.7
-    color += (_TEETH * shade[..., None] - color) * in_teeth[..., None]
-    alpha = (cover * strength)[..., None]
-    roi = frame[y0:y1, x0:x1].astype(np.float32)
-    frame[y0:y1, x0:x1] = np.clip(roi + (color - roi) * alpha, 0, 255).astype(np.uint8)
+
+    #: Rows of a patch's cavity band: darker than this fraction of the way from the darkest to
+    #: the brightest row (mid-mouth columns); the band is at least ``MIN_BAND`` of the patch high.
+    DARK_LEVEL = 0.35
+    MIN_BAND = 0.15
+    #: Lip-edge feather: this fraction of the mid-mouth opening, clipped to [min, max] pixels.
+    FEATHER = (0.1, 0.8, 2.5)
+
+    def __init__(self, image: np.ndarray, landmarks: np.ndarray, atlas=None):
+        from ..face.face68 import INNER_LIPS
+        from .mouth_atlas import lip_ring_lab, load_atlas, mouth_shape
+
+        atlas = atlas if atlas is not None else load_atlas()
+        lm = np.asarray(landmarks, np.float32)
+        inner = lm[list(INNER_LIPS)]
+        self.rest_gap = mouth_gap(inner)
+        self.rest_width = max(mouth_shape(inner)[1], 1.0)
+        self.openings = atlas.openings.astype(np.float64)
+        self.widths = atlas.widths.astype(np.float64)
+        self.patches = _match_patches(atlas, lip_ring_lab(image, lm))
+        self.bands = _dark_bands(self.patches, self.DARK_LEVEL, self.MIN_BAND)
+
+    def weights(self, r: float, w: float) -> list[tuple[int, int, float]]:
+        """Blend of grid cells for opening ``r`` and relative width ``w``: ``(k, m, weight)`` with
+        weights summing to 1, continuous (C1) in ``r`` and ``w``; outside the grid, the edge cells."""
+        cells = []
+        for_r = _axis_weights(self.openings, r)
+        for_w = _axis_weights(self.widths, w)
+        for k, a in for_r:
+            for m, b in for_w:
+                if a * b > 0:
+                    cells.append((k, m, a * b))
+        return cells
+
+    def paint(self, frame: np.ndarray, inner_lips: np.ndarray) -> None:
+        """Show the interior between the driven inner lips.
+
+        Nothing is painted while the largest inner-lip gap is at most the portrait's own
+        (:attr:`rest_gap`) plus half a pixel; the interior then fades in over the next 3 pixels
+        (a photo with an open mouth keeps its own teeth until the mouth opens further).
+
+        Args:
+            frame: ``(S, S, 3) uint8`` RGB, modified in place inside the inner lips' bounding box.
+            inner_lips: ``(8, 2)`` float driven pixel positions of landmarks 60-67.
+        """
+        from .mouth_atlas import PATCH_HEIGHT, PATCH_WIDTH, canonical_coords, mouth_shape
+
+        strength = float(np.clip((mouth_gap(inner_lips) - self.rest_gap - 0.5) / 3.0, 0.0, 1.0))
+        if strength <= 0.0:
+            return
+        left, right = float(inner_lips[:, 0].min()), float(inner_lips[:, 0].max())
+        box = _box(frame, left, right, inner_lips[:, 1].min(), inner_lips[:, 1].max())
+        if box is None or right - left < 2:
+            return
+        x0, x1, y0, y1 = box
+        r, width = mouth_shape(inner_lips)
+        patch, band = None, np.zeros(2)
+        for k, m, wt in self.weights(r, width / self.rest_width):
+            patch = self.patches[k, m] * wt if patch is None else patch + self.patches[k, m] * wt
+            band += self.bands[k, m] * wt
+        xs = np.arange(x0, x1, dtype=np.float64)
+        ys = np.arange(y0, y1, dtype=np.float64)[:, None]
+        u, v, gap = canonical_coords(inner_lips, xs, ys)
+        inside = (u >= 0) & (u <= 1)
+        alpha = np.clip(v * gap + 0.5, 0, 1) * np.clip((1 - v) * gap + 0.5, 0, 1) * inside
+        if not alpha.any():
+            return
+        # feather: a soft ramp inside the lip edges, no hard seam against the warped lips
+        share, lo, hi = self.FEATHER
+        feather = float(np.clip(share * gap.max(), lo, hi))
+        alpha *= smoothstep(v * gap / feather) * smoothstep((1 - v) * gap / feather)
+        top = self.openings[-1]
+        if r > top:  # wider than any real mouth in the atlas: stretch the cavity, keep the teeth
+            v = _stretch_middle(v, top / r, band[0], band[1])
+        mx = np.broadcast_to(u * PATCH_WIDTH - 0.5, v.shape).astype(np.float32)
+        my = (v * PATCH_HEIGHT - 0.5).astype(np.float32)
+        color = cv2.remap(patch, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        a = (alpha * strength).astype(np.float32)[..., None]
+        roi = frame[y0:y1, x0:x1].astype(np.float32)
+        frame[y0:y1, x0:x1] = np.clip(roi + (color - roi) * a + 0.5, 0, 255).astype(np.uint8)
+
+
+def _axis_weights(centres: np.ndarray, x: float) -> list[tuple[int, float]]:
+    """(index, weight) of the one or two grid positions around ``x``: smoothstep across each
+    interval, so the weights and their slopes are continuous in ``x``."""
+    if len(centres) == 1 or x <= centres[0]:
+        return [(0, 1.0)]
+    if x >= centres[-1]:
+        return [(len(centres) - 1, 1.0)]
+    k = int(np.searchsorted(centres, x, side="right")) - 1
+    f = float(smoothstep(np.float64((x - centres[k]) / (centres[k + 1] - centres[k]))))
+    return [(k, 1.0 - f), (k + 1, f)]
+
+
+def _dark_bands(patches: np.ndarray, level: float, min_band: float) -> np.ndarray:
+    """``(K, M, 2)`` float64: for each ``(H, W, 3)`` patch of ``patches`` ``(K, M, H, W, 3)``, the
+    top and bottom of its darkest band of rows as fractions of ``H`` (:class:`MouthPainter`)."""
+    k, m, h, w, _ = patches.shape
+    rows = patches[:, :, :, int(0.3 * w) : int(0.7 * w) + 1].mean(axis=(3, 4))  # (K, M, H) grey level
+    out = np.zeros((k, m, 2))
+    for a in range(k):
+        for b in range(m):
+            row = rows[a, b]
+            dark = row <= row.min() + level * (row.max() - row.min())
+            i = j = int(np.argmin(row))
+            while i > 0 and dark[i - 1]:
+                i -= 1
+            while j < h - 1 and dark[j + 1]:
+                j += 1
+            top, bottom = i / h, (j + 1) / h
+            grow = max(min_band - (bottom - top), 0.0) / 2
+            out[a, b] = (max(top - grow, 0.0), min(bottom + grow, 1.0))
+    return out
+
+
+def _stretch_middle(v: np.ndarray, scale: float, keep_top: float, keep_bottom: float) -> np.ndarray:
+    """Canonical rows ``v`` of a mouth opened ``1 / scale`` times wider than its patch: the patch's
+    rows above ``keep_top`` and below ``keep_bottom`` keep their pixel size (``scale`` of the
+    opening each), the rows between stretch over the rest."""
+    top = keep_top * scale
+    bottom = 1.0 - (1.0 - keep_bottom) * scale
+    mid = keep_top + (v - top) * (keep_bottom - keep_top) / max(bottom - top, 1e-6)
+    return np.where(v < top, v / scale, np.where(v > bottom, 1.0 - (1.0 - v) / scale, mid))
+
+
+def _match_patches(atlas, ring: np.ndarray) -> np.ndarray:
+    """The atlas's patches matched to a portrait whose lip ring has Lab ``ring`` ``(2, 3)`` (mean,
+    std): ``(K, M, PATCH_HEIGHT, PATCH_WIDTH, 3) float32`` RGB in [0, 255] (:class:`MouthPainter`)."""
+    k, m, h, w, _ = atlas.patches.shape
+    lab = cv2.cvtColor(atlas.patches.reshape(-1, w, 3).astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+    lab = lab.reshape(k, m, h, w, 3)
+    src = atlas.ring_lab[:, :, 0][:, :, None, None, :]  # (K, M, 1, 1, 3) mean Lab of each source ring
+    dst = ring[0]
+    gain = np.clip((dst[0] / np.maximum(src[..., 0], 1.0)) ** 0.7, 0.6, 1.5)
+    src_chroma = np.hypot(src[..., 1], src[..., 2])
+    chroma = np.clip(np.hypot(dst[1], dst[2]) / np.maximum(src_chroma, 1.0), 0.0, 1.25)
+    out = np.empty_like(lab)
+    out[..., 0] = lab[..., 0] * gain
+    for c in (1, 2):
+        out[..., c] = chroma * lab[..., c] + 0.3 * (dst[c] - chroma * src[..., c])
+    # a deep cavity is very dark red, not black (the sources' darkest cavities clip to black)
+    deep = 1.0 - smoothstep(out[..., 0] / CAVITY_LIFT[0])
+    out[..., 0] += CAVITY_LIFT[1] * deep
+    out[..., 1] += CAVITY_LIFT[2] * chroma * deep
+    rgb = cv2.cvtColor(out.reshape(-1, w, 3), cv2.COLOR_Lab2RGB).reshape(k, m, h, w, 3)
+    return np.ascontiguousarray(np.clip(rgb * 255.0, 0, 255), dtype=np.float32)
 
 
 def paint_eyelids(

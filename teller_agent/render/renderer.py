@@ -2,9 +2,10 @@
 
 Per frame: drive the portrait's ``face68`` keypoints with the motion latent
 (``x_d = s (x_c R + delta) + t``), warp the photo with :class:`HeadWarp`, then
-paint the eyelids and the mouth interior. This plays the role of LivePortrait's
-warping and decoding networks (arXiv 2407.03168, sec. 3) at a fraction of the
-cost, so the whole avatar runs on a laptop CPU.
+paint the eyelids and show a real mouth interior (:class:`~.paint.MouthPainter`).
+This plays the role of LivePortrait's warping and decoding networks
+(arXiv 2407.03168, sec. 3) at a fraction of the cost, so the whole avatar runs
+on a laptop CPU.
 """
 
 from __future__ import annotations
@@ -15,16 +16,17 @@ import cv2
 import numpy as np
 
 from ..config import DEFAULT_RENDER_GRID
+from ..face.face68 import INNER_LIPS
 from ..motion.latent import MotionLatent
 from ..motion.space import FACE68
-from .paint import mouth_gap, paint_eyelids, paint_mouth
+from .paint import MouthPainter, paint_eyelids
 from .warp import HeadWarp
 
 _EYES = (  # (upper lid chain, lower lid chain) as landmark indices, corner to corner
     ((36, 37, 38, 39), (36, 41, 40, 39)),
     ((42, 43, 44, 45), (42, 47, 46, 45)),
 )
-_INNER_LIPS = list(range(60, 68))
+_INNER_LIPS = list(INNER_LIPS)
 
 
 def _lid_skin(image: np.ndarray, landmarks: np.ndarray, upper: tuple[int, ...], brow: tuple[int, ...]) -> np.ndarray:
@@ -45,20 +47,27 @@ class WarpRenderer:
         avatar: a :class:`~teller_agent.face.PreparedAvatar` (square crop and
             its 68 landmarks in pixels).
         grid: cells per side of the coarse warp grid (``TellerSettings.render_grid``).
+        atlas: the mouth-interior atlas (:class:`~teller_agent.render.mouth_atlas.MouthAtlas`);
+            default: the shipped one.
+
+    Raises:
+        MouthAtlasError: ``atlas`` is None and the shipped atlas file is missing (the message
+            names the command that builds it).
 
     The output of a neutral latent is the crop itself.
     """
 
     space = FACE68
 
-    def __init__(self, avatar, grid: int = DEFAULT_RENDER_GRID):
+    def __init__(self, avatar, grid: int = DEFAULT_RENDER_GRID, atlas=None):
         self.avatar = avatar
         self.image = np.ascontiguousarray(avatar.image)
         self.size = self.image.shape[0]
         landmarks = np.asarray(avatar.landmarks, np.float32)
         self.portrait = FACE68.lift(landmarks, self.size)
         self.warp = HeadWarp(self.image, self.portrait, grid=grid)
-        self.rest_gap = mouth_gap(landmarks[_INNER_LIPS])
+        self.mouth = MouthPainter(self.image, landmarks, atlas)
+        self.rest_gap = self.mouth.rest_gap
         self.lid_skin = [
             _lid_skin(self.image, landmarks, _EYES[0][0], (18, 19, 20)),
             _lid_skin(self.image, landmarks, _EYES[1][0], (23, 24, 25)),
@@ -88,7 +97,7 @@ class WarpRenderer:
         frame = self.warp.remap(face, rigid, head)
         for (upper, lower), skin in zip(_EYES, self.lid_skin):
             paint_eyelids(frame, rigid[list(upper)], face[list(upper)], face[list(lower)], skin)
-        paint_mouth(frame, face[_INNER_LIPS], self.rest_gap)
+        self.mouth.paint(frame, face[_INNER_LIPS])
         return frame
 
 
