@@ -403,23 +403,25 @@ def test_avatar_worker_keeps_25_fps_and_av_sync(server, sentence, settings):
     assert r.aligned.stretch_s <= MAX_AUDIO_GAPS_S, f"the turn's audio arrived with {r.aligned.stretch_s:.3f} s of gaps"
 
 
-def test_two_avatar_workers_take_one_room_each(server, settings):
-    """Load spread: with one session per worker, the second room's avatar goes to the other worker
-    (each worker counts its running jobs, reported to LiveKit as its load)."""
-    env = {"TELLER_WORKER_MAX_SESSIONS": "1", "TELLER_WORKER_LOAD": "sessions"}
+def test_two_avatar_workers_share_four_rooms_two_each(server, settings):
+    """Load spread: two workers of two sessions each, four rooms dispatched one after another: each
+    worker serves two (each worker counts its running jobs, reported to LiveKit as its load; a
+    full worker takes no more). Functional only: four avatars on this machine drop frames."""
+    env = {"TELLER_WORKER_MAX_SESSIONS": "2", "TELLER_WORKER_LOAD": "sessions"}
+    rooms = [f"spread-{i}" for i in range(4)]
     with avatar_worker(server, settings, env) as w1, avatar_worker(server, settings, env) as w2:
         async def main():
-            async with harness(server, "spread-a", mode="worker") as a:
-                await a.start_avatar()
-                await a.wait_first_frame(timeout=90)
-                await asyncio.sleep(3.0)  # the full worker's load reaches the server (updated every 2.5 s)
-                async with harness(server, "spread-b", mode="worker") as b:
-                    await b.start_avatar()
-                    await b.wait_first_frame(timeout=90)
+            async with contextlib.AsyncExitStack() as stack:
+                for room in rooms:
+                    h = await stack.enter_async_context(harness(server, room, mode="worker"))
+                    await h.start_avatar()
+                    await h.wait_first_frame(timeout=120)
+                    await asyncio.sleep(3.0)  # the worker's new load reaches the server (updated every 2.5 s)
 
         asyncio.run(main())
-    rooms = [{r for r in ("spread-a", "spread-b") if f"serving room {r} " in w.log_text} for w in (w1, w2)]
-    assert sorted(map(sorted, rooms)) == [["spread-a"], ["spread-b"]], (rooms, w1.log_text[-2000:], w2.log_text[-2000:])
+    served = [sorted(r for r in rooms if f"serving room {r} " in w.log_text) for w in (w1, w2)]
+    assert sorted(map(len, served)) == [2, 2] and sorted(served[0] + served[1]) == rooms, (
+        served, w1.log_text[-2000:], w2.log_text[-2000:])
 
 
 def test_a_crashed_avatar_worker_does_not_hang_the_agent_and_is_replaced(server, sentence, settings, cpu_hog):
