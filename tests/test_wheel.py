@@ -41,6 +41,10 @@ def test_the_wheel_carries_the_model_and_renders_from_it(tmp_path):
     assert "teller_agent/face/mediapipe/face_landmark.tflite" in names
     missing = [f for f in ("mouth_atlas.npz", "README.md") if f"teller_agent/models/mouth-atlas/{f}" not in names]
     assert not missing, f"the wheel lacks the mouth atlas's {missing}"
+    page = [f"teller_agent/playground/static/{f}" for f in ("index.html", "app.js", "style.css",
+                                                            "vendor/livekit-client.umd.js", "vendor/livekit-client.json",
+                                                            "vendor/livekit-client.LICENSE")]
+    assert not [f for f in page if f not in names], f"the wheel lacks the playground page: {set(page) - set(names)}"
 
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(wheel)],
