@@ -48,6 +48,7 @@ class PlaygroundProcess:
     def __init__(self, timeout: float = 120.0):
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("LIVEKIT_URL", None)  # always the local server it starts itself
+        env.pop("OPENAI_API_KEY", None)  # the keyless set-up: eSpeak NG voices, no microphone
         self.t0 = time.perf_counter()
         self.proc = subprocess.Popen([sys.executable, "-m", "teller_agent.cli", "playground", "--port", "0"],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
@@ -116,6 +117,20 @@ def _wait(driver, script: str, timeout: float, what: str):
     pytest.fail(f"the page did not show {what} within {timeout:.0f} s")
 
 
+def _post_json(url: str, body: dict) -> tuple[int, str]:
+    """POST ``body`` as JSON; returns (HTTP status, the answer's ``error`` or "")."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read()).get("error", "")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read()).get("error", "")
+
+
 def _upload_photo(driver, path: Path, timeout: float) -> str:
     """Pick ``path`` in the page's photo picker; returns the page's answer as ``"<ok|error>: <text>"``."""
     driver.execute_script("document.getElementById('photo-status').className = ''")
@@ -144,6 +159,9 @@ def scenario(tmp_path_factory):
         state = "return {fps: playground.fps, frames: playground.presentedFrames, status: " \
                 "document.getElementById('status').dataset.state}"
         record["idle"] = driver.execute_script(state)
+        record["controls"] = driver.execute_script(
+            "return {mic_hidden: document.getElementById('mic').hidden, "
+            "voices: [...document.getElementById('voice').options].map(o => o.value)}")
         record["rest_mouth"] = driver.execute_script("return playground.mouthPixels()")
 
         # say a long sentence through the text box and the Say button, as a user does
@@ -199,6 +217,9 @@ def scenario(tmp_path_factory):
         old_box = driver.execute_script("return playground.config.mouth_box")
         record["good_photo_status"] = _upload_photo(driver, mirrored, 60)
         record["mouth_box_change"] = (old_box, driver.execute_script("return playground.config.mouth_box"))
+        record["api_errors"] = {name: _post_json(pg.url + "api/say", body) for name, body in (
+            ("empty", {"text": "  "}), ("too long", {"text": "a" * 5000}), ("unknown voice", {"text": "hi", "voice": "x:y"}),
+            ("openai without key", {"text": "hi", "voice": "openai:alloy"}))}
     finally:
         if driver is not None:
             driver.quit()
@@ -239,6 +260,12 @@ def test_mouth_moves_while_speaking_and_settles_after_interrupt(scenario):
     assert float(np.abs(last - rest).mean()) < 0.5 * open_dev
 
 
+def test_without_an_openai_key_the_page_offers_espeak_voices_and_no_microphone(scenario):
+    controls = scenario["controls"]
+    assert controls["mic_hidden"] is True
+    assert controls["voices"] and all(v.startswith("espeak:") for v in controls["voices"]), controls
+
+
 def test_metrics_panel_shows_numbers(scenario):
     panel = scenario["panel"]
     for key in ("m-fps", "m-latency", "m-render", "m-sent"):
@@ -257,6 +284,14 @@ def test_a_photo_with_a_face_switches_the_avatar(scenario):
     assert scenario["good_photo_status"].startswith("ok:"), scenario["good_photo_status"]
     old, new = scenario["mouth_box_change"]
     assert old != new  # the mirrored portrait's mouth is elsewhere in the frame
+
+
+def test_bad_say_requests_get_named_errors(scenario):
+    errors = scenario["api_errors"]
+    assert errors["empty"][0] == 400 and "empty" in errors["empty"][1]
+    assert errors["too long"][0] == 400 and "at most" in errors["too long"][1]
+    assert errors["unknown voice"][0] == 400 and "espeak:<language>" in errors["unknown voice"][1]
+    assert errors["openai without key"][0] == 400 and "OPENAI_API_KEY" in errors["openai without key"][1]
 
 
 def test_ctrl_c_stops_everything_it_started(scenario):
