@@ -118,3 +118,16 @@ def test_viewer_process_that_cannot_join_raises_and_leaves_no_process():
     viewer = asyncio.run(main())
     assert viewer.rec.video == [] and viewer.first_frame_t is None
     assert not [p for p in mp.active_children() if p.name == "teller-viewer"]
+
+
+def test_a_look_alike_of_a_later_piece_arriving_too_early_is_not_located():
+    """A turn cut after 1 s, then (0.2 s later) a copy of the sent audio's 4.0-4.2 s: real-time
+    playout cannot deliver that piece so soon, so the alignment must stop at the cut (a located
+    look-alike made an interrupted turn look heard to 4.25 s in a room test)."""
+    sent = _speech(5.0)
+    cut = sent[:RATE]
+    x = np.concatenate([cut, np.zeros(int(0.2 * RATE), np.int16), sent[4 * RATE : int(4.2 * RATE)],
+                        np.zeros(RATE, np.int16)])
+    rec = _received(x, {})
+    aligned = V.align_audio(rec, sent, RATE)
+    assert aligned is not None and aligned.sent_s.max() < 1.0, aligned.sent_s

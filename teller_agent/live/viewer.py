@@ -309,13 +309,20 @@ class AudioAlignment:
         return float((self.arrival[-1] - self.arrival[0]) - (self.sent_s[-1] - self.sent_s[0]))
 
 
+#: Seconds by which a piece of the agent's audio may arrive earlier, relative to the turn's first
+#: located piece, than real-time playout allows (a jitter buffer catching up after a gap squeezes
+#: the audio a little); a match earlier than that is a look-alike, not the piece.
+FASTEST_ARRIVAL_LEAD_S = 0.25
+
+
 def align_audio(rec: Recording, sent: np.ndarray, sent_rate: int, after: float | None = None,
                 before: float | None = None, window: float = 0.2, min_score: float = 0.5) -> AudioAlignment | None:
     """Locate every ``window``-second piece of the agent's ``sent`` audio in the received audio,
     in order (each piece is searched after the previous one), so that gaps inserted on the way
     (an audio source that ran dry, a jitter buffer stretching) show up as a growing delay
-    instead of shifting everything after them. Silent pieces and matches scoring below
-    ``min_score`` are left out. None when no piece is found.
+    instead of shifting everything after them. Silent pieces, matches scoring below
+    ``min_score`` and matches that would have arrived faster than real-time playout allows
+    (:data:`FASTEST_ARRIVAL_LEAD_S`) are left out. None when no piece is found.
 
     Args:
         sent: (N,) int16 or float audio the agent played; sent_rate: its rate in Hz.
@@ -337,9 +344,15 @@ def align_audio(rec: Recording, sent: np.ndarray, sent_rate: int, after: float |
         e = np.sqrt(energy[lo + n : hi + 1] - energy[lo : hi - n + 1]).clip(1e-9) * norm
         score = c / e
         j = int(np.argmax(score))
-        if score[j] >= min_score:
-            found.append((i / rec.sample_rate, times[lo + j], float(score[j])))
-            lo = lo + j + n // 2
+        if score[j] < min_score:
+            continue
+        sent_at, arrived = i / rec.sample_rate, times[lo + j]
+        if found and arrived - found[0][1] < sent_at - found[0][0] - FASTEST_ARRIVAL_LEAD_S:
+            # audio plays out in real time: this piece cannot have arrived that early after the first
+            # one, so the match is a look-alike (e.g. the tail of a cut turn resembling a later word)
+            continue
+        found.append((sent_at, arrived, float(score[j])))
+        lo = lo + j + n // 2
     if not found:
         return None
     a = np.array(found)

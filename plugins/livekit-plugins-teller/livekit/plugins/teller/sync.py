@@ -80,9 +80,12 @@ class AudioClockedSynchronizer:
         if isinstance(frame, rtc.AudioFrame):
             duration = frame.samples_per_channel / frame.sample_rate
             async with self._capture_lock:
+                handed = time.perf_counter()
                 await self._audio_source.capture_frame(frame)
-                # accepted: it plays after what is queued, or now if the queue ran dry
-                self._play_end = max(self._play_end, time.perf_counter()) + duration
+                # accepted: it plays after what is queued, or, if the queue ran dry, from when it was
+                # handed over (not from when this coroutine resumed: on a busy loop that is tens of
+                # ms later, and the clock would then count audio already heard as still queued)
+                self._play_end = max(self._play_end, handed) + duration
             self._pending_audio += duration
             return
         now = time.perf_counter()
