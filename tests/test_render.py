@@ -49,7 +49,12 @@ def test_blink_covers_the_eye(renderer, avatar):
     )
     open_ = renderer.render_frame(_motion())
     shut = renderer.render_frame(_motion(blink_left=1.0, blink_right=1.0))
-    skin = np.mean(renderer.lid_skin, axis=0)
+    # the photo's skin between each eye and its brow (40% of the way from the lid to the brow)
+    lm = avatar.landmarks
+    spots = [lm[[37, 38]].mean(0) + 0.4 * (lm[[18, 19, 20]].mean(0) - lm[[37, 38]].mean(0)),
+             lm[[43, 44]].mean(0) + 0.4 * (lm[[23, 24, 25]].mean(0) - lm[[43, 44]].mean(0))]
+    skin = np.mean([np.median(avatar.image[int(y) - 2 : int(y) + 3, int(x) - 2 : int(x) + 3].reshape(-1, 3), 0)
+                    for x, y in spots], axis=0).astype(np.float32)
     dist = lambda img: np.linalg.norm(img[eye].astype(np.float32) - skin, axis=1)
     # Iris, pupil and sclera give way to lid skin: the eye region moves toward skin tone
     # and loses its dark pixels.

@@ -208,7 +208,7 @@ def _pchip_slopes(h: list[float], delta: list[float]) -> list[float]:
     return d
 
 
-def _smooth_chain(points: np.ndarray, xs: np.ndarray) -> np.ndarray:
+def smooth_chain(points: np.ndarray, xs: np.ndarray) -> np.ndarray:
     """y of a smooth curve through ``points`` (n, 2) at ``xs``: a monotone cubic (PCHIP, no
     overshoot) through the landmarks sorted by x, so the lip edge has no corner at a landmark
     (a polyline makes the opening an octagon); flat beyond the ends. Linear where two points share
@@ -240,8 +240,8 @@ def lip_edges(inner_lips: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.nd
     Returns:
         ``(y_upper, y_lower)``, each ``(n,)`` float64 pixels; ``y_lower >= y_upper``.
     """
-    y_up = _smooth_chain(inner_lips[_UPPER], xs)
-    y_lo = np.maximum(_smooth_chain(inner_lips[_LOWER], xs), y_up)
+    y_up = smooth_chain(inner_lips[_UPPER], xs)
+    y_lo = np.maximum(smooth_chain(inner_lips[_LOWER], xs), y_up)
     return y_up, y_lo
 
 

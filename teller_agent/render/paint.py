@@ -4,8 +4,8 @@ A portrait usually has closed lips and open eyes. When the driven inner lips
 part, :class:`MouthPainter` shows a real mouth interior there (teeth, cavity,
 tongue), taken from an atlas of real mouths
 (:mod:`teller_agent.render.mouth_atlas`) and matched to the portrait's light and
-colour. When the driven upper lid comes down, :func:`paint_eyelids` slides lid
-skin (the portrait's own skin tone) with a lash line over the still eyeball.
+colour. When the driven upper lid comes down, :func:`paint_eyelids` slides the
+skin above the lid (the portrait's own) with a lash line over the still eyeball.
 
 Both work inside the feature's bounding box only, with soft edges, and modify
 ``frame`` in place.
@@ -20,12 +20,13 @@ import numpy as np
 #: shifted toward red by up to ``[2]`` (a*, scaled by the portrait's chroma ratio).
 CAVITY_LIFT = (30.0, 9.0, 7.0)
 _LASH = np.array([38.0, 28.0, 26.0], np.float32)
-
-
-def _chain(points: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    """y of the polyline ``points`` (n, 2) at columns ``xs`` (linear, sorted by x)."""
-    order = np.argsort(points[:, 0], kind="stable")
-    return np.interp(xs, points[order, 0], points[order, 1])
+#: Pixels of photo above the lid fold per pixel of closing lid (the lid skin unfolds as it closes).
+LID_STRETCH = 0.3
+#: Band above the lid fold skipped when sampling lid skin (the photo's lashes and liner), as a share
+#: of the eye's width.
+LASH_SKIP = 0.12
+#: Half-width of the closed lid's lash line, as a share of the eye's width (at least 0.6 px).
+LASH_WIDTH = 0.025
 
 
 def smoothstep(x: np.ndarray) -> np.ndarray:
@@ -224,26 +225,30 @@ def _match_patches(atlas, ring: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.clip(rgb * 255.0, 0, 255), dtype=np.float32)
 
 
-def paint_eyelids(
-    frame: np.ndarray, rest_upper: np.ndarray, lid_upper: np.ndarray, lower: np.ndarray, skin: np.ndarray
-) -> None:
+def paint_eyelids(frame: np.ndarray, rest_upper: np.ndarray, lid_upper: np.ndarray, lower: np.ndarray) -> None:
     """Slide the upper lid of one eye down to ``lid_upper``.
 
+    The lid is the photo's own skin: the band just above the lid fold (between the lashes and
+    the brow, as the warped frame shows it) slides down over the eye, stretched by
+    :data:`LID_STRETCH`, shaded as a convex surface, with a lash line along its edge whose width
+    follows the eye's size.
+
     Args:
-        frame: (S, S, 3) uint8 RGB, modified in place.
+        frame: (S, S, 3) uint8 RGB, modified in place (the lid texture is read from it first).
         rest_upper: (4, 2) pixel positions of the upper lid (corner, 2 lid
             points, corner) where the warped eye has it, i.e. without expression.
         lid_upper: (4, 2) the driven upper lid; it stops at the lower lid.
         lower: (4, 2) the lower lid (corner, 2 lid points, corner).
-        skin: (3,) float RGB lid skin tone.
     """
+    from .mouth_atlas import smooth_chain
+
     left, right = float(rest_upper[:, 0].min()), float(rest_upper[:, 0].max())
     if right - left < 2:
         return
     xs = np.arange(np.floor(left), np.ceil(right) + 1, dtype=np.float32)
-    y_rest = _chain(rest_upper, xs)
-    y_low = _chain(lower, xs)
-    y_lid = np.minimum(np.maximum(_chain(lid_upper, xs), y_rest), np.maximum(y_low, y_rest))
+    y_rest = smooth_chain(rest_upper, xs)
+    y_low = smooth_chain(lower, xs)
+    y_lid = np.minimum(np.maximum(smooth_chain(lid_upper, xs), y_rest), np.maximum(y_low, y_rest))
     travel = y_lid - y_rest
     if travel.max() < 0.3:
         return
@@ -259,12 +264,24 @@ def paint_eyelids(
     inside = ((xs >= left) & (xs <= right))[None, :]
     cover = np.clip((ys - (y_rest - fold - 1.0)) / 2.0, 0, 1) * np.clip(y_lid + 0.5 - ys, 0, 1) * inside
     cover *= np.clip(travel / 1.5, 0, 1)
-    # Lid skin shaded as a convex surface (darker at the fold and at the edge),
-    # with a lash line along the edge.
-    toward_edge = np.clip((ys - y_rest + fold) / np.maximum(travel + fold, 1.0), 0, 1)
-    color = skin * (0.8 + 0.12 * np.sin(np.pi * toward_edge))[..., None]
-    lash = np.clip(2.2 - np.abs(ys - y_lid), 0, 1) * np.clip(travel / 2.0, 0, 1)
-    color += (_LASH - color) * (0.85 * lash)[..., None]
+    # skin texture: the lid's edge shows the skin just above the fold, its upper part skin from
+    # further up (the unfolding lid), LID_STRETCH pixels of photo per pixel of lid
+    top = y_rest - fold - 1.0
+    span = np.maximum(y_lid - top, 1.0)
+    skip = LASH_SKIP * (right - left)  # the photo's lashes and liner above the fold are not lid skin
+    src_y = top - skip - (span - (ys - top)).clip(0, None) * LID_STRETCH
+    src_x = np.broadcast_to(xs[None, :], src_y.shape)
+    # read from a softened copy of the band above the eye: its skin tone and shading, not its hairs
+    by0 = max(int(np.floor(src_y.min())) - 4, 0)
+    by1 = max(min(int(np.ceil(top.max() - skip)) + 4, frame.shape[0]), by0 + 1)
+    band = cv2.GaussianBlur(frame[by0:by1, x0:x1], (0, 0), max(1.0, 0.04 * (right - left)))
+    color = cv2.remap(band, (src_x - x0).astype(np.float32), (src_y - by0).astype(np.float32), cv2.INTER_LINEAR,
+                      borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    toward_edge = np.clip((ys - top) / span, 0, 1)
+    color *= (0.88 + 0.1 * np.sin(np.pi * toward_edge))[..., None]
+    lash_half = max(0.6, LASH_WIDTH * (right - left))
+    lash = np.clip(lash_half + 0.5 - np.abs(ys - y_lid), 0, 1) * np.clip(travel / 2.0, 0, 1)
+    color += (_LASH - color) * (0.8 * lash)[..., None]
     alpha = cover[..., None]
     roi = frame[y0:y1, x0:x1].astype(np.float32)
     frame[y0:y1, x0:x1] = np.clip(roi + (color - roi) * alpha, 0, 255).astype(np.uint8)

@@ -29,17 +29,6 @@ _EYES = (  # (upper lid chain, lower lid chain) as landmark indices, corner to c
 _INNER_LIPS = list(INNER_LIPS)
 
 
-def _lid_skin(image: np.ndarray, landmarks: np.ndarray, upper: tuple[int, ...], brow: tuple[int, ...]) -> np.ndarray:
-    """Median RGB of the skin between a brow and its upper eyelid."""
-    lid = landmarks[list(upper[1:3])].mean(0)
-    brow_pt = landmarks[list(brow)].mean(0)
-    centre = lid + 0.4 * (brow_pt - lid)
-    r = max(2, int(0.2 * np.linalg.norm(brow_pt - lid)))
-    x, y = int(round(centre[0])), int(round(centre[1]))
-    patch = image[max(y - r, 0) : y + r + 1, max(x - r, 0) : x + r + 1].reshape(-1, 3)
-    return np.median(patch, axis=0).astype(np.float32)
-
-
 class WarpRenderer:
     """Renders frames of a prepared portrait driven by ``face68`` motion.
 
@@ -68,10 +57,6 @@ class WarpRenderer:
         self.warp = HeadWarp(self.image, self.portrait, grid=grid)
         self.mouth = MouthPainter(self.image, landmarks, atlas)
         self.rest_gap = self.mouth.rest_gap
-        self.lid_skin = [
-            _lid_skin(self.image, landmarks, _EYES[0][0], (18, 19, 20)),
-            _lid_skin(self.image, landmarks, _EYES[1][0], (23, 24, 25)),
-        ]
 
     def render(self, motion: MotionLatent) -> Iterator[np.ndarray]:
         """Yield one (S, S, 3) uint8 RGB frame per motion frame.
@@ -95,8 +80,8 @@ class WarpRenderer:
 
     def _frame(self, face: np.ndarray, rigid: np.ndarray, head: np.ndarray) -> np.ndarray:
         frame = self.warp.remap(face, rigid, head)
-        for (upper, lower), skin in zip(_EYES, self.lid_skin):
-            paint_eyelids(frame, rigid[list(upper)], face[list(upper)], face[list(lower)], skin)
+        for upper, lower in _EYES:
+            paint_eyelids(frame, rigid[list(upper)], face[list(upper)], face[list(lower)])
         self.mouth.paint(frame, face[_INNER_LIPS])
         return frame
 
