@@ -320,8 +320,7 @@ class Playground:
         path.write_bytes(field.file.read())
         async with self._portrait_lock:
             try:
-                prepared = await asyncio.to_thread(self._prepare, path)
-                await self.avatar.set_avatar_image(path)
+                prepared = await self.avatar.set_avatar_image(path)
             except (TellerError, RuntimeError, ValueError) as e:
                 path.unlink(missing_ok=True)
                 return self._error(400, str(e))

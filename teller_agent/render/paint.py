@@ -16,6 +16,17 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..face.face68 import INNER_LIPS
+from .mouth_atlas import (
+    PATCH_HEIGHT,
+    PATCH_WIDTH,
+    canonical_coords,
+    lip_ring_lab,
+    load_atlas,
+    mouth_shape,
+    smooth_chain,
+)
+
 #: Cavity lift of the matched atlas: Lab lightness below ``[0]`` is raised by up to ``[1]`` and
 #: shifted toward red by up to ``[2]`` (a*, scaled by the portrait's chroma ratio).
 CAVITY_LIFT = (30.0, 9.0, 7.0)
@@ -86,9 +97,6 @@ class MouthPainter:
     FEATHER = (0.1, 0.8, 2.5)
 
     def __init__(self, image: np.ndarray, landmarks: np.ndarray, atlas=None):
-        from ..face.face68 import INNER_LIPS
-        from .mouth_atlas import lip_ring_lab, load_atlas, mouth_shape
-
         atlas = atlas if atlas is not None else load_atlas()
         lm = np.asarray(landmarks, np.float32)
         inner = lm[list(INNER_LIPS)]
@@ -122,8 +130,6 @@ class MouthPainter:
             frame: ``(S, S, 3) uint8`` RGB, modified in place inside the inner lips' bounding box.
             inner_lips: ``(8, 2)`` float driven pixel positions of landmarks 60-67.
         """
-        from .mouth_atlas import PATCH_HEIGHT, PATCH_WIDTH, canonical_coords, mouth_shape
-
         strength = float(np.clip((mouth_gap(inner_lips) - self.rest_gap - 0.5) / 3.0, 0.0, 1.0))
         if strength <= 0.0:
             return
@@ -240,8 +246,6 @@ def paint_eyelids(frame: np.ndarray, rest_upper: np.ndarray, lid_upper: np.ndarr
         lid_upper: (4, 2) the driven upper lid; it stops at the lower lid.
         lower: (4, 2) the lower lid (corner, 2 lid points, corner).
     """
-    from .mouth_atlas import smooth_chain
-
     left, right = float(rest_upper[:, 0].min()), float(rest_upper[:, 0].max())
     if right - left < 2:
         return

@@ -197,11 +197,15 @@ class AvatarSession(_BaseAvatarSession):
             except Exception as e:  # noqa: BLE001 - a missed update is harmless; the next one follows
                 logger.debug("could not publish the avatar's metrics: %s", e)
 
-    async def set_avatar_image(self, image: str | Path) -> None:
+    async def set_avatar_image(self, image: str | Path):
         """Switch the face to another portrait photo while the session runs. The photo is prepared
         first; if it cannot be used the old face stays and the error is raised. In worker mode the
         path is sent to the avatar worker (:data:`SET_AVATAR_IMAGE_RPC`), which must see the same
         filesystem (as for ``avatar_image``).
+
+        Returns:
+            The photo as prepared here (a :class:`teller_agent.face.PreparedAvatar`: frame and
+            landmarks in pixels).
 
         Raises:
             NoFaceError, ImageLoadError, FaceTooSmallError: the photo cannot be used (nothing changed).
@@ -226,6 +230,7 @@ class AvatarSession(_BaseAvatarSession):
                 raise RuntimeError(f"the avatar worker did not switch to {image}: {e.message}") from e
         self._settings = self._settings.model_copy(update={"avatar_image": image})
         logger.info("teller avatar switched portrait", extra={"avatar_image": str(image)})
+        return avatar
 
     # The room's connection (local mode): the SDK resumes or rejoins after a network drop or a server
     # restart and republishes the avatar's tracks; if it gives up, the avatar stops rendering.

@@ -172,8 +172,7 @@ async def _entrypoint(ctx: JobContext) -> None:
                                f"only {agent_identity} may switch this avatar's portrait")
         try:
             image = json.loads(data.payload)["avatar_image"]
-            avatar = await asyncio.to_thread(prepare_avatar, image,
-                                             settings.model_copy(update={"avatar_image": image}))
+            avatar = await asyncio.to_thread(prepare_avatar, image, settings)
             await video_gen.set_avatar(avatar)
         except (TellerError, ValueError, KeyError, OSError) as e:
             raise rtc.RpcError(rtc.RpcError.ErrorCode.APPLICATION_ERROR, str(e)) from e
