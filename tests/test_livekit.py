@@ -424,6 +424,60 @@ def test_two_avatar_workers_share_four_rooms_two_each(server, settings):
         served, w1.log_text[-2000:], w2.log_text[-2000:])
 
 
+def test_a_stalled_agent_loop_is_not_taken_for_a_lost_avatar(server):
+    """The agent's own event loop is held up for 3 s (a busy agent, a loaded machine) while the
+    avatar keeps sending its heartbeat: the heartbeats queued meanwhile are heard before the
+    watchdog judges, so the pending segment is not answered as interrupted. When the avatar then
+    really falls silent, the segment is answered within 3 s. A plain participant plays the avatar
+    (a video track and the ``teller.metrics`` heartbeat) so that only the watchdog is under test."""
+    from livekit import rtc
+    from livekit.plugins.teller import METRICS_ATTRIBUTE
+    from livekit.plugins.teller.io import HEARTBEAT_TIMEOUT_S, WorkerAudioOutput
+
+    async def main():
+        agent, avatar = rtc.Room(), rtc.Room()
+        await agent.connect(server.url, server.token("agent", "stall", agent=True))
+        await avatar.connect(server.url, server.token("avatar", "stall"))
+        source = rtc.VideoSource(64, 64)
+        await avatar.local_participant.publish_track(rtc.LocalVideoTrack.create_video_track("v", source))
+        beating = True
+
+        async def heartbeat():
+            n = 0
+            while beating:
+                n += 1
+                await avatar.local_participant.set_attributes({METRICS_ATTRIBUTE: str(n)})
+                await asyncio.sleep(1.0)
+
+        beats = asyncio.create_task(heartbeat())
+        out = WorkerAudioOutput(agent, destination_identity="avatar", sample_rate=16000)
+        answered = []
+        out.on("playback_finished", lambda ev: answered.append((time.perf_counter(), ev.interrupted)))
+        try:
+            await asyncio.sleep(1.5)
+            await out.capture_frame(rtc.AudioFrame(b"\0\0" * 1600, 16000, 1, 1600))
+            out.flush()
+            assert out.pending_segments == 1
+            time.sleep(HEARTBEAT_TIMEOUT_S + 0.5)  # the agent's loop is blocked; the avatar beats on
+            await asyncio.sleep(1.5)
+            assert not answered, "a stall of the agent's own loop was taken for a lost avatar"
+            beating = False
+            await beats
+            t_silent = time.perf_counter()
+            while not answered and time.perf_counter() - t_silent < 10:
+                await asyncio.sleep(0.05)
+            assert answered and answered[0][1], "the silent avatar's segment was not answered as interrupted"
+            assert answered[0][0] - t_silent <= HEARTBEAT_TIMEOUT_S + 1.5, answered[0][0] - t_silent
+        finally:
+            out.detach()
+            beating = False
+            beats.cancel()
+            await agent.disconnect()
+            await avatar.disconnect()
+
+    asyncio.run(main())
+
+
 def test_a_crashed_avatar_worker_does_not_hang_the_agent_and_is_replaced(server, sentence, settings, cpu_hog):
     """The avatar's job processes die mid-turn (the worker server lives on): the agent's turn is
     answered as interrupted within 3 s (its heartbeat stops) instead of never; once LiveKit drops

@@ -86,6 +86,7 @@ class TellerAudioOutput(AudioOutput, AudioReceiver, rtc.EventEmitter[Literal["cl
 #: :data:`~.metrics.HEARTBEAT_S`) after which it is taken as gone. LiveKit itself keeps a participant
 #: whose process died in the room for about 20 s (its reconnection window).
 HEARTBEAT_TIMEOUT_S = 2.5
+_WATCH_S = 0.25  # seconds between looks at the heartbeat
 
 
 class WorkerAudioOutput(DataStreamAudioOutput):
@@ -159,11 +160,16 @@ class WorkerAudioOutput(DataStreamAudioOutput):
             self._lose("left the room", gone=True)
 
     async def _watch(self) -> None:
+        checked = time.perf_counter()
         while True:
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(_WATCH_S)
+            now = time.perf_counter()
+            # this process's own event loop was held up (a busy agent, GC, a loaded machine): a
+            # heartbeat may be among the events queued meanwhile, so they are handled before the next look
+            stalled, checked = now - checked > 2 * _WATCH_S, now
             beat = self._last_beat
-            if not self._avatar_lost and beat is not None and time.perf_counter() - beat > HEARTBEAT_TIMEOUT_S:
-                self._lose(f"sent no heartbeat for {time.perf_counter() - beat:.1f} s", gone=False)
+            if not stalled and not self._avatar_lost and beat is not None and now - beat > HEARTBEAT_TIMEOUT_S:
+                self._lose(f"sent no heartbeat for {now - beat:.1f} s", gone=False)
 
     def _lose(self, reason: str, gone: bool) -> None:
         """Answer the pending segments (once per loss); when the avatar has left the room (``gone``),

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from collections import deque
 
 import psutil
@@ -187,11 +188,15 @@ async def _entrypoint(ctx: JobContext) -> None:
     logger.info("serving room %s for agent %s", ctx.room.name, agent_identity)
     try:
         await runner.start()
+        beat = time.perf_counter()
         while not done.is_set():
+            # a fixed beat: a slow acknowledgement of one update does not delay the next
+            beat += HEARTBEAT_S
             try:
-                await asyncio.wait_for(done.wait(), HEARTBEAT_S)
+                await asyncio.wait_for(done.wait(), max(0.0, beat - time.perf_counter()))
             except asyncio.TimeoutError:
                 await ctx.room.local_participant.set_attributes({METRICS_ATTRIBUTE: video_gen.metrics().to_json()})
+                beat = max(beat, time.perf_counter() - HEARTBEAT_S / 2)  # after a long stall, no burst of updates
     finally:
         await runner.aclose()
         await video_gen.aclose()
