@@ -116,7 +116,8 @@ def test_an_open_mouth_shows_a_textured_real_interior(renderer):
     levels per pixel; a flat fill has none)."""
     warped, face = _driven(renderer, state_motion({"jaw_open": 0.6}))
     frame = warped.copy()
-    renderer.mouth.paint(frame, face[INNER])
+    # the atlas's interior (the default portrait smiles with its teeth, which it would keep)
+    MouthPainter(renderer.image, renderer.avatar.landmarks, own_interior=False).paint(frame, face[INNER])
     values, tooth_edges = _interior_grey(frame, face[INNER])
     assert np.percentile(values, 95) > 150, "no bright (tooth) pixels"
     assert np.percentile(values, 5) < 60, "no dark cavity"
@@ -215,3 +216,57 @@ def test_the_painter_accepts_an_explicit_atlas(renderer):
 def test_neutral_motion_still_gives_the_crop(renderer):
     frame = renderer.render_frame(MotionLatent.neutral(1, 68))
     np.testing.assert_array_equal(frame, renderer.image)
+
+
+OPEN_SMILES = ("GeneFace__015310.jpg", "GeneFace__000002.jpg")  # shared portraits smiling with upper teeth
+
+
+def _upper_band_grey(frame: np.ndarray, inner: np.ndarray, depth: float) -> float:
+    """Mean grey level of the opening's middle columns from 2 px under the upper inner lip to
+    ``depth`` px under it."""
+    box = _mouth_box(inner, pad=0)
+    ys = np.arange(box[0].start, box[0].stop, dtype=float)[:, None]
+    xs = np.arange(box[1].start, box[1].stop, dtype=float)
+    u, v, gap = canonical_coords(inner, xs, ys)
+    band = (u > 0.3) & (u < 0.7) & (v * gap > 2) & (v * gap < depth)
+    return float(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)[box].astype(np.float64)[band].mean())
+
+
+@pytest.mark.parametrize("name", OPEN_SMILES)
+def test_an_open_smile_keeps_its_own_upper_teeth(name):
+    """A portrait that smiles with its teeth keeps them when the driven mouth opens further: under
+    the upper lip, as deep as its own opening was, the frame is as bright as the photo's own teeth
+    (the atlas alone put someone else's dark cavity there), with a cavity below them."""
+    path = SHARED_DATA_DIR / "portraits" / name
+    if not path.is_file():
+        pytest.skip(f"needs the shared portraits ({path} is absent)")
+    renderer = WarpRenderer(prepare_avatar(path, TellerSettings()))
+    assert renderer.mouth.own is not None
+    depth = 0.6 * renderer.rest_gap
+    photo = _upper_band_grey(renderer.image, np.asarray(renderer.avatar.landmarks, np.float32)[INNER], depth)
+    warped, face = _driven(renderer, state_motion({"jaw_open": 0.6}))
+    inner = face[INNER]
+    assert mouth_gap(inner) > 1.8 * renderer.rest_gap
+    frame = warped.copy()
+    renderer.mouth.paint(frame, inner)
+    kept = _upper_band_grey(frame, inner, depth)
+    assert kept >= 0.85 * photo, (kept, photo)
+    values, _ = _interior_grey(frame, inner)
+    assert np.percentile(values, 5) < 70, "no cavity below the teeth"
+    # the atlas alone (the portrait's teeth not kept) fails the first check
+    frame = warped.copy()
+    MouthPainter(renderer.image, renderer.avatar.landmarks, own_interior=False).paint(frame, inner)
+    assert _upper_band_grey(frame, inner, depth) < 0.5 * photo
+
+
+def test_a_closed_mouth_portrait_gets_the_atlas_interior():
+    path = SHARED_DATA_DIR / "portraits" / "SadTalker__happy.png"  # a closed-lip smile
+    if not path.is_file():
+        pytest.skip(f"needs the shared portraits ({path} is absent)")
+    renderer = WarpRenderer(prepare_avatar(path, TellerSettings()))
+    assert renderer.mouth.own is None
+    warped, face = _driven(renderer, state_motion({"jaw_open": 0.6}))
+    frame = warped.copy()
+    renderer.mouth.paint(frame, face[INNER])
+    values, _ = _interior_grey(frame, face[INNER])
+    assert np.percentile(values, 95) > 150 and np.percentile(values, 5) < 60

@@ -21,6 +21,7 @@ from .mouth_atlas import (
     PATCH_HEIGHT,
     PATCH_WIDTH,
     canonical_coords,
+    cut_patch,
     lip_ring_lab,
     load_atlas,
     mouth_shape,
@@ -79,11 +80,21 @@ class MouthPainter:
     (:func:`~teller_agent.render.mouth_atlas.canonical_coords`) and blended with a mask feathered
     at the lip edges, only inside the inner lips' bounding box.
 
+    A portrait that shows its own mouth interior (inner lips parted by at least
+    :attr:`OWN_MIN_OPENING` of their width: a smile with teeth, a speaking photo) keeps it: its
+    interior is cut once into the canonical patch (:func:`~teller_agent.render.mouth_atlas.cut_patch`);
+    as the driven mouth opens past the portrait's, the upper half of that patch follows the upper
+    lip and the lower half the lower lip at their pixel size (teeth do not stretch), and the gap
+    opening between them is the atlas's cavity band, stretched. So the person's own teeth stay
+    theirs instead of being replaced by someone else's.
+
     Args:
         image: ``(S, S, 3) uint8`` RGB portrait crop (the renderer's).
         landmarks: ``(68, 2)`` float pixel positions of its landmarks.
         atlas: a :class:`~teller_agent.render.mouth_atlas.MouthAtlas`; default: the shipped one
             (:func:`~teller_agent.render.mouth_atlas.load_atlas`).
+        own_interior: keep the portrait's own interior when it shows one (above); False paints
+            the atlas's interior into every portrait.
 
     Raises:
         MouthAtlasError: ``atlas`` is None and the shipped atlas is missing or malformed.
@@ -95,8 +106,14 @@ class MouthPainter:
     MIN_BAND = 0.15
     #: Lip-edge feather: this fraction of the mid-mouth opening, clipped to [min, max] pixels.
     FEATHER = (0.1, 0.8, 2.5)
+    #: A portrait whose inner-lip opening ``r`` (:func:`~teller_agent.render.mouth_atlas.mouth_shape`)
+    #: is at least this, and its gap at least ``OWN_MIN_GAP`` pixels, keeps its own interior.
+    OWN_MIN_OPENING = 0.08
+    OWN_MIN_GAP = 3.0
+    #: Pixels over which the portrait's own teeth fade into the opening cavity.
+    OWN_SEAM = 1.5
 
-    def __init__(self, image: np.ndarray, landmarks: np.ndarray, atlas=None):
+    def __init__(self, image: np.ndarray, landmarks: np.ndarray, atlas=None, own_interior: bool = True):
         atlas = atlas if atlas is not None else load_atlas()
         lm = np.asarray(landmarks, np.float32)
         inner = lm[list(INNER_LIPS)]
@@ -106,6 +123,10 @@ class MouthPainter:
         self.widths = atlas.widths.astype(np.float64)
         self.patches = _match_patches(atlas, lip_ring_lab(image, lm))
         self.bands = _dark_bands(self.patches, self.DARK_LEVEL, self.MIN_BAND)
+        own = (own_interior and mouth_shape(inner)[0] >= self.OWN_MIN_OPENING
+               and self.rest_gap >= self.OWN_MIN_GAP)
+        #: ``(PATCH_HEIGHT, PATCH_WIDTH, 3) float32`` RGB: the portrait's own interior, or None.
+        self.own = cut_patch(image, lm).astype(np.float32) if own else None
 
     def weights(self, r: float, w: float) -> list[tuple[int, int, float]]:
         """Blend of grid cells for opening ``r`` and relative width ``w``: ``(k, m, weight)`` with
@@ -130,7 +151,8 @@ class MouthPainter:
             frame: ``(S, S, 3) uint8`` RGB, modified in place inside the inner lips' bounding box.
             inner_lips: ``(8, 2)`` float driven pixel positions of landmarks 60-67.
         """
-        strength = float(np.clip((mouth_gap(inner_lips) - self.rest_gap - 0.5) / 3.0, 0.0, 1.0))
+        driven_gap = mouth_gap(inner_lips)
+        strength = float(np.clip((driven_gap - self.rest_gap - 0.5) / 3.0, 0.0, 1.0))
         if strength <= 0.0:
             return
         left, right = float(inner_lips[:, 0].min()), float(inner_lips[:, 0].max())
@@ -154,15 +176,36 @@ class MouthPainter:
         share, lo, hi = self.FEATHER
         feather = float(np.clip(share * gap.max(), lo, hi))
         alpha *= smoothstep(v * gap / feather) * smoothstep((1 - v) * gap / feather)
-        top = self.openings[-1]
-        if r > top:  # wider than any real mouth in the atlas: stretch the cavity, keep the teeth
-            v = _stretch_middle(v, top / r, band[0], band[1])
         mx = np.broadcast_to(u * PATCH_WIDTH - 0.5, v.shape).astype(np.float32)
-        my = (v * PATCH_HEIGHT - 0.5).astype(np.float32)
-        color = cv2.remap(patch, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        if self.own is not None:
+            color = self._own_interior(patch, band, mx, v, gap, self.rest_gap / max(driven_gap, 1e-3))
+        else:
+            top = self.openings[-1]
+            if r > top:  # wider than any real mouth in the atlas: stretch the cavity, keep the teeth
+                v = _stretch_middle(v, top / r, band[0], band[1])
+            my = (v * PATCH_HEIGHT - 0.5).astype(np.float32)
+            color = cv2.remap(patch, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         a = (alpha * strength).astype(np.float32)[..., None]
         roi = frame[y0:y1, x0:x1].astype(np.float32)
         frame[y0:y1, x0:x1] = np.clip(roi + (color - roi) * a + 0.5, 0, 255).astype(np.uint8)
+
+
+    def _own_interior(self, patch: np.ndarray, band: np.ndarray, mx: np.ndarray, v: np.ndarray,
+                      gap: np.ndarray, scale: float) -> np.ndarray:
+        """Colour ``(m, n, 3) float32`` of a portrait with its own interior, opened ``1 / scale``
+        times its rest gap: its own interior at pixel size under the upper lip (upper teeth move
+        with the upper jaw), then the atlas ``patch`` from the top of its cavity ``band`` down
+        (cavity, tongue, lower teeth) stretched over the rest of the opening."""
+        scale = min(scale, 1.0)
+        own = cv2.remap(self.own, mx, (np.clip(v / scale, 0.0, 1.0) * PATCH_HEIGHT - 0.5).astype(np.float32),
+                        cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        if scale >= 1.0 - 1e-6:
+            return own
+        v_low = band[0] + np.clip((v - scale) / (1.0 - scale), 0.0, 1.0) * (1.0 - band[0])
+        lower = cv2.remap(patch, mx, (v_low * PATCH_HEIGHT - 0.5).astype(np.float32), cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+        c = smoothstep((v - scale) * gap / self.OWN_SEAM + 0.5).astype(np.float32)[..., None]
+        return own + (lower - own) * c
 
 
 def _axis_weights(centres: np.ndarray, x: float) -> list[tuple[int, float]]:
