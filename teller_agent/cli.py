@@ -106,6 +106,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
         for row in metrics["tokenizer_reconstruction"]:
             print(f"levels {row['levels']}: mouth {row['mouth_fw']:.4f} face widths = {row['mouth_px']:.2f} px "
                   f"@512, head {row['head_fw']:.4f} fw = {row['head_px']:.2f} px, pose {row['pose_deg']:.2f} deg")
+    elif args.what == "readout":
+        from .train.student import fit_lip_readout
+
+        info = fit_lip_readout(args.dataset, args.out, command=_command_line())
+        print(f"lip readout fitted on {info['frames']} frames of {info['clips']} real clips "
+              f"({info['speakers']} training speakers): {info['path']}")
+        for row in info.get("lip_readout_study", []):
+            print(f"validation speakers, lip readout weight {row['weight']:.2f}: r = {row['r']:.3f} at lag 0, "
+                  f"best lag {row['best_lag']:+.2f} frames, std ratio {row['std_ratio']:.2f}")
+        if "lip_readout_gain" in info:
+            print(f"lip_readout_gain calibrated to {info['lip_readout_gain']} at the default weight "
+                  f"(blend std ratio {info['validation_blend_std_ratio_at_gain_1']} at gain 1)")
+        return 0
     elif args.what == "student":
         from .train.student import train_student
 
@@ -512,9 +525,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_cmd_dataset)
 
     t = sub.add_parser("train", help="train the motion tokenizer, the audio student or the generator")
-    t.add_argument("what", choices=["tokenizer", "student", "generator"],
+    t.add_argument("what", choices=["tokenizer", "student", "readout", "generator"],
                    help="tokenizer: RVQ motion tokens; student: the causal audio encoder distilled from Whisper "
-                   "(needs the Whisper weights); generator: the AR generator on the student's features")
+                   "(needs the Whisper weights; also fits its lip readout); readout: refit only the lip readout of the "
+                   "student in --out (student features -> mouth expression deltas); generator: the AR generator on "
+                   "the student's features")
     t.add_argument("--dataset", type=Path, required=True, help="dataset folder from `dataset build`")
     t.add_argument("--out", type=Path, required=True, help="checkpoint folder (the generator needs its tokenizer there)")
     t.add_argument("--steps", type=int, default=3000)

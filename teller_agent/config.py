@@ -32,6 +32,8 @@ DEFAULT_TEMPERATURE_MOUTH = 0.2
 DEFAULT_TEMPERATURE_HEAD = 1.0
 #: Token chains sampled side by side for the lips.
 DEFAULT_LIP_PARTICLES = 4
+#: Weight of the checkpoint's lip readout in the lips (0: the generator's lips alone).
+DEFAULT_LIP_READOUT = 0.5
 
 #: Video frame rate of everything teller-agent makes (Teller, arXiv 2503.18429, sec. 4.1: 25 FPS).
 FPS = 25
@@ -121,6 +123,14 @@ class TellerSettings(BaseSettings):
         description="Token chains the generator samples side by side (each with its own KV cache); the lips "
         "follow the mean of their mouth latents, the head the first chain. More: lips closer to the audio and a "
         "little more generator time per frame (the model card compares counts).",
+    )
+    lip_readout: float = Field(
+        default=DEFAULT_LIP_READOUT,
+        ge=0.0,
+        le=1.0,
+        description="Weight of the checkpoint's lip readout (a ridge regression from the audio student's features "
+        "to the mouth expression deltas) in the lips; the rest is the generator's lips. 0 = the generator alone "
+        "(the model card compares weights on the validation speakers).",
     )
     worker_max_sessions: int | None = Field(
         default=None,

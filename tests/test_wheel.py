@@ -15,7 +15,7 @@ import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT_FILES = ("config.json", "tokenizer.safetensors", "generator.safetensors", "audio_student.safetensors",
-                    "README.md")
+                    "lip_readout.npz", "README.md")
 
 
 def _clean_source(dest: Path) -> Path:

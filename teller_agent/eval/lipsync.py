@@ -470,19 +470,26 @@ def markdown_tables(result: dict[str, Any], per_clip: bool = False) -> str:
 
 
 def checkpoint_id(model: str | Path | None) -> dict[str, str]:
-    """Which checkpoint was evaluated: its folder and the first 12 hex digits of the SHA-256 of each
-    ``*.safetensors`` in it (so a result names the exact weights; files that cannot be read are skipped)."""
+    """Which checkpoint was evaluated: its folder, the first 12 hex digits of the SHA-256 of each
+    ``*.safetensors`` and of the lip readout in it (so a result names the exact weights; files that cannot
+    be read are skipped), and the generator's calibrated gains from its ``config.json``."""
     import hashlib
+    import json
 
-    from ..fmlg.checkpoint import DEFAULT_CHECKPOINT
+    from ..fmlg.checkpoint import DEFAULT_CHECKPOINT, LIP_READOUT_FILE
 
     folder = Path(model) if model is not None else DEFAULT_CHECKPOINT
     out = {"folder": str(model) if model is not None else "teller_agent/models/fmlg-face68 (shipped)"}
-    for f in sorted(folder.glob("*.safetensors")):
+    for f in [*sorted(folder.glob("*.safetensors")), folder / LIP_READOUT_FILE]:
         try:
             out[f.name] = hashlib.sha256(f.read_bytes()).hexdigest()[:12]
         except OSError:
             continue
+    try:
+        gen = json.loads((folder / "config.json").read_text()).get("generator") or {}
+    except (OSError, ValueError):
+        gen = {}
+    out.update({k: gen[k] for k in ("mouth_gain", "lip_readout_gain") if k in gen})
     return out
 
 

@@ -34,6 +34,8 @@ class AudioStream:
 
     mel_lead: int = HOP_ALIGNED_LEAD
     wait_frames: int = 0
+    #: (n, D) float32 encoder features behind the embeddings of the last :meth:`push` (None: not exposed).
+    features: np.ndarray | None = None
 
     def reset(self) -> None:
         raise NotImplementedError
@@ -56,11 +58,13 @@ class _FrameStream(AudioStream):
 
     def push(self, mel: np.ndarray) -> torch.Tensor:
         if len(mel) == 0:
+            self.features = None
             return torch.zeros(0, 0)
         y, self._state = self._step(torch.from_numpy(np.ascontiguousarray(mel))[None], self._state)
         y = y[0]
         skip = max(0, min(len(y), self.wait_frames - self._outputs))  # the first outputs fill the look-ahead
         self._outputs += len(y)
+        self.features = y[skip:].numpy()
         return self._embed(y[skip:])
 
 

@@ -39,6 +39,8 @@ class FMLGCheckpoint:
 
     Attributes:
         student: the audio student of a generator with ``audio_encoder = "student"`` (else None).
+        lip_readout: with a student, its lip readout (:data:`LIP_READOUT_FILE`) when the folder has one:
+            a ridge regression from the student's features to the mouth expression deltas (else None).
         teacher: the Whisper features of a generator with ``audio_encoder = "whisper"`` (else None).
     """
 
@@ -47,10 +49,13 @@ class FMLGCheckpoint:
     info: dict = field(default_factory=dict)
     student: AudioStudent | None = None
     teacher: object | None = None  # teller_agent.audio.whisper.WhisperFeatures
+    lip_readout: object | None = None  # teller_agent.eval.readout.Readout, student features -> mouth deltas
 
 
 #: File of the audio student in a checkpoint folder.
 STUDENT_FILE = "audio_student.safetensors"
+#: File of the lip readout (audio student features -> mouth expression deltas) in a checkpoint folder.
+LIP_READOUT_FILE = "lip_readout.npz"
 
 
 def _half_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -177,7 +182,7 @@ def load_checkpoint(folder: str | Path | None = None, need_generator: bool = Tru
                               f"version {CHECKPOINT_VERSION}; {_FIX}")
     tokenizer = MotionTokenizer(tok_cfg)
     _load_state(tokenizer, folder / "tokenizer.safetensors")
-    generator = student = teacher = None
+    generator = student = teacher = lip_readout = None
     if need_generator:
         if gen_cfg is None:
             raise CheckpointError(f"{folder} holds a tokenizer but no generator; train one with "
@@ -190,10 +195,30 @@ def load_checkpoint(folder: str | Path | None = None, need_generator: bool = Tru
         generator.eval()
         if gen_cfg.audio_encoder == "student":
             student = load_student(folder)
+            lip_readout = _lip_readout(folder, student)
         elif gen_cfg.audio_encoder == "whisper":
             teacher = _whisper(folder, gen_cfg, whisper_dir)
     tokenizer.eval()
-    return FMLGCheckpoint(tokenizer, generator, config.get("info", {}), student, teacher)
+    return FMLGCheckpoint(tokenizer, generator, config.get("info", {}), student, teacher, lip_readout)
+
+
+def _lip_readout(folder: Path, student: AudioStudent):
+    from ..eval.readout import Readout
+    from .tokenizer import MOUTH_DIM
+
+    path = folder / LIP_READOUT_FILE
+    if not path.is_file():
+        return None
+    try:
+        readout = Readout.load(path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"lip readout {path} is corrupt ({exc}); refit it with `teller-agent train readout "
+                              f"--dataset DATASET --out {folder}` or delete it") from exc
+    if readout.weight.shape != ((2 * readout.context + 1) * student.cfg.dim, MOUTH_DIM):
+        raise CheckpointError(f"lip readout {path} maps {readout.weight.shape[0]} features to {readout.weight.shape[1]}; "
+                              f"the student gives {student.cfg.dim} and the lips need {MOUTH_DIM}: refit it with "
+                              f"`teller-agent train readout --dataset DATASET --out {folder}`")
+    return readout
 
 
 def _whisper(folder: Path, cfg: GeneratorConfig, whisper_dir: str | Path | None):

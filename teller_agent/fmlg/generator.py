@@ -29,9 +29,23 @@ frame is produced as soon as its audio and the audio encoder's look-ahead
    audio alone. The head pose, blinks and brows come from the first chain, so
    they stay a single, lively sample. Particle 0 draws the same random numbers
    whatever P is, so P = 1 is exactly the single-chain generator.
-6. A conditional mean is smaller than any real mouth movement; the decoded mouth
-   expression deltas are scaled by the checkpoint's calibrated ``mouth_gain``
-   around the rest face (:class:`~teller_agent.fmlg.model.GeneratorConfig`).
+6. **Lip readout.** Checkpoints with an audio student carry a ridge regression from
+   the student's features of the frame to the mouth expression deltas, fitted on the
+   training speakers' real clips (:data:`~teller_agent.fmlg.checkpoint.LIP_READOUT_FILE`).
+   The lips are ``(1 - w)`` times the generator's plus ``w`` times the readout's
+   (``lip_readout`` = w): two estimates of the lips from the same audio whose errors
+   differ, so their average follows the voice more closely than either (the model
+   card gives the validation figures per weight). The readout costs one matrix-vector
+   product per frame, needs no look-ahead beyond the student's, and is not fed back
+   to the transformer: the token chains, and so the head, are the same for any w.
+   An average of two estimates moves less than either: the blended lips are scaled by
+   the checkpoint's ``lip_readout_gain``, calibrated on the validation speakers at the
+   default weight (for other weights the amplitude is approximate; the model card
+   lists it per weight).
+7. A conditional mean is smaller than any real mouth movement: the generator's mouth
+   expression deltas are scaled by the checkpoint's ``mouth_gain`` around the rest
+   face before any blend (:class:`~teller_agent.fmlg.model.GeneratorConfig`,
+   :func:`~teller_agent.train.evaluate.calibrate_mouth_gain`).
 
 Random draws are seeded per frame from ``(seed, frame index)``, and every
 stage runs one frame at a time, so feeding a clip in 10 ms chunks or in one
@@ -46,12 +60,13 @@ import numpy as np
 import torch
 
 from ..audio.encoder import SAMPLES_PER_FRAME
-from ..config import DEFAULT_LIP_PARTICLES, DEFAULT_TEMPERATURE_HEAD, DEFAULT_TEMPERATURE_MOUTH, DEFAULT_TOP_K
+from ..config import DEFAULT_LIP_PARTICLES, DEFAULT_LIP_READOUT, DEFAULT_TEMPERATURE_HEAD, DEFAULT_TEMPERATURE_MOUTH, DEFAULT_TOP_K
 from ..audio.resampler import StreamResampler, as_mono_float
 from ..audio.features import MELS_PER_FRAME, N_MELS, WIN_LENGTH, LogMelStream
 from ..motion.latent import MotionLatent
 from ..modules.causal_conv import ConvStackStepper
 from .audio_stream import make_audio_stream
+from ..errors import CheckpointError
 from .checkpoint import FMLGCheckpoint, load_checkpoint
 from .qwen2_step import Qwen2Stepper
 from .tokenizer import MOUTH_DIM, features_to_motion
@@ -72,9 +87,12 @@ class MotionGenerator:
         lip_particles: P >= 1 token chains sampled side by side, each with its own KV cache; the lips
             are decoded from the mean of their mouth latents and the head from the first chain (see the
             module docstring). 1 = a single chain.
+        lip_readout: weight in [0, 1] of the checkpoint's lip readout in the lips (module docstring,
+            item 6); ignored (the generator's lips alone) for a checkpoint without one.
 
     Raises:
         CheckpointError: the checkpoint is missing or corrupt.
+        ValueError: ``lip_particles`` < 1 or ``lip_readout`` outside [0, 1].
     """
 
     def __init__(
@@ -87,6 +105,7 @@ class MotionGenerator:
         lip_mean: bool = True,
         lip_mean_temperature: float = 1.0,
         lip_particles: int = DEFAULT_LIP_PARTICLES,
+        lip_readout: float = DEFAULT_LIP_READOUT,
     ):
         ck = checkpoint if isinstance(checkpoint, FMLGCheckpoint) else load_checkpoint(checkpoint)
         self.tokenizer = ck.tokenizer
@@ -104,6 +123,18 @@ class MotionGenerator:
         if lip_particles < 1:
             raise ValueError(f"lip_particles must be >= 1, got {lip_particles}")
         self.lip_particles = int(lip_particles)
+        if not 0.0 <= lip_readout <= 1.0:
+            raise ValueError(f"lip_readout must be in [0, 1], got {lip_readout}")
+        readout = ck.lip_readout if ck.student is not None else None
+        #: weight of the lip readout actually applied (0 for a checkpoint without one)
+        self.lip_readout = float(lip_readout) if readout is not None else 0.0
+        self._readout = None
+        if readout is not None and self.lip_readout > 0:
+            if readout.context:
+                raise CheckpointError("the lip readout must be per frame (context 0) to stream")
+            # (D,) -> (MOUTH_DIM,) as one affine map on the raw student features
+            w = readout.weight / readout.std[:, None]
+            self._readout = (w.astype(np.float32), (readout.bias - readout.mean / readout.std @ readout.weight).astype(np.float32))
         self._mouth_q: torch.Tensor | None = None
         self._mouth_codebooks = self.tokenizer.mouth.rvq.codebooks.detach()  # (levels, V, C)
         # the RVQ decoders streamed in numpy (ConvStackStepper: same outputs, less per-frame overhead)
@@ -116,7 +147,7 @@ class MotionGenerator:
     def from_settings(cls, settings, checkpoint: FMLGCheckpoint | str | Path | None = None,
                       seed: int | None = None) -> MotionGenerator:
         """The generator configured by :class:`~teller_agent.config.TellerSettings` (``model_dir``,
-        ``seed``, ``top_k``, ``temperature_mouth``, ``temperature_head``, ``lip_particles``); ``checkpoint``
+        ``seed``, ``top_k``, ``temperature_mouth``, ``temperature_head``, ``lip_particles``, ``lip_readout``); ``checkpoint``
         and ``seed`` override the settings' ones.
 
         Raises:
@@ -125,7 +156,7 @@ class MotionGenerator:
         return cls(checkpoint if checkpoint is not None else settings.model_dir,
                    seed=settings.seed if seed is None else seed, top_k=settings.top_k,
                    temperature_mouth=settings.temperature_mouth, temperature_head=settings.temperature_head,
-                   lip_particles=settings.lip_particles)
+                   lip_particles=settings.lip_particles, lip_readout=settings.lip_readout)
 
     # -- public API -------------------------------------------------------------
 
@@ -207,11 +238,18 @@ class MotionGenerator:
         while len(pending) >= MELS_PER_FRAME and (limit is None or self._frame < limit):
             # one video frame of mel at a time: a frame is made as soon as its audio is in
             embs = self._audio.push(pending[:MELS_PER_FRAME])
+            raw = self._audio.features
             pending = pending[MELS_PER_FRAME:]
-            for emb in embs:
+            for i, emb in enumerate(embs):
                 if limit is not None and self._frame >= limit:
                     break
-                frames.append(self._decode(self._sample_tokens(emb)))
+                features = self._decode(self._sample_tokens(emb))
+                if self._readout is not None:
+                    w, b = self._readout
+                    lips = torch.from_numpy(raw[i] @ w + b)
+                    features[0, :MOUTH_DIM] += self.lip_readout * (lips - features[0, :MOUTH_DIM])
+                    features[0, :MOUTH_DIM] *= self.model.cfg.lip_readout_gain
+                frames.append(features)
         self._mel_pending = pending
         if not frames:
             return MotionLatent.neutral(0, 68)

@@ -75,6 +75,9 @@ class GeneratorConfig:
     # lip particles) shrinks their amplitude toward the rest face; the gain restores the real speakers'
     # amplitude, measured on the validation speakers (train.evaluate.calibrate_mouth_gain).
     mouth_gain: float = 1.0
+    # Scale of the lips blended with the lip readout (MotionGenerator, lip_readout > 0), calibrated on the
+    # validation speakers at the default weight (train.evaluate.calibrate_mouth_gain(..., blend=True)).
+    lip_readout_gain: float = 1.0
 
     @property
     def lookahead_ms(self) -> float:

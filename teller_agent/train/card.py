@@ -83,6 +83,25 @@ def _lookahead_table(info: dict) -> list[str]:
     return lines + [""] + ([info["lookahead_note"], ""] if info.get("lookahead_note") else [])
 
 
+def _lip_readout_table(info: dict) -> list[str]:
+    """The lip readout's fit and its validation study (``info["lip_readout_study"]``, written by
+    ``teller-agent train readout``)."""
+    study, fit = info.get("lip_readout_study"), info.get("lip_readout_fit") or {}
+    if not study:
+        return []
+    shipped = info.get("lip_readout_weight")
+    lines = [f"Lip readout (`lip_readout.npz`): a ridge regression from the student's features of each frame to "
+             f"its mouth expression deltas, fitted on {fit.get('frames')} tracked frames of {fit.get('clips')} real "
+             f"clips ({fit.get('speakers')} training speakers). The lips are `(1 - w)` times the generator's plus "
+             f"`w` times the readout's, scaled by `lip_readout_gain` = {info.get('lip_readout_gain')} (calibrated at the "
+             f"shipped weight); validation speakers, sampling seeds 0-2 (std ratio: generated over real "
+             f"mouth-opening standard deviation, speaker means):", "",
+             "| w | validation r (lag 0) | best lag (frames) | std ratio | |", "|---|---|---|---|---|"]
+    lines += [f"| {r['weight']:.2f} | {r['r']:.3f} | {r['best_lag']:+.2f} | {r['std_ratio']:.2f} | "
+              f"{'**shipped**' if shipped is not None and abs(r['weight'] - shipped) < 1e-9 else ''} |" for r in study]
+    return lines + [""]
+
+
 def _heldout(results: dict | None) -> list[str]:
     if not results:
         return ["Held-out speakers: not evaluated yet (`teller-agent eval lipsync --heldout`).", ""]
@@ -107,7 +126,7 @@ def write_model_card(checkpoint: str | Path, dataset: str | Path, commands: list
     info, manifest = config.get("info", {}), read_manifest(dataset)
     if commands is None:
         commands = [c for c in (manifest.get("command"), info.get("tokenizer_command"), info.get("student_command"),
-                                info.get("generator_command")) if c]
+                                info.get("generator_command"), info.get("lip_readout_command")) if c]
     results = json.loads(Path(heldout).read_text()) if heldout else None
     real = [c for c in manifest["clips"] if c["kind"] == "real"]
     shared = Path(real[0]["source"]).parent.parent / "manifest.tsv" if real and real[0].get("source") else None
@@ -203,7 +222,7 @@ def write_model_card(checkpoint: str | Path, dataset: str | Path, commands: list
         f"{_num(info.get('validation_mouth_std_ratio_at_gain_1'))}x the real speakers' standard deviation on the "
         f"validation speakers; the mouth expression deltas are scaled by `mouth_gain` = {info['mouth_gain']} around "
         f"the rest face (`teller_agent.train.evaluate.calibrate_mouth_gain`; r and lags do not change).", "",
-    ] if info.get("mouth_gain") else []) + _lookahead_table(info) + _heldout(results) + [
+    ] if info.get("mouth_gain") else []) + _lip_readout_table(info) + _lookahead_table(info) + _heldout(results) + [
         f"Training time on the CPU (one core): tokenizer {info.get('tokenizer_minutes')} min, student "
         f"{info.get('student_minutes')} min, generator {info.get('generator_minutes')} min.",
         "",

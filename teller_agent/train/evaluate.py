@@ -96,7 +96,8 @@ def evaluate_checkpoint(checkpoint, clips: list[Clip], temperatures: tuple[float
     ``validation_eval_seeds``, ``validation_eval_temperature_mouth``, ``validation_eval_lip_particles``,
     ``validation_mouth_r_by_particles`` ``{"1": r, str(particles): r}`` at ``temperatures[0]``,
     ``validation_eval_lip_decoding`` (the lips are decoded from the expected mouth codes,
-    :class:`MotionGenerator`'s default).
+    :class:`MotionGenerator`'s default). The generator's own lips: no lip readout
+    (:func:`lip_readout_study` measures the blend).
 
     Raises:
         CheckpointError: the folder does not hold a loadable checkpoint.
@@ -108,7 +109,8 @@ def evaluate_checkpoint(checkpoint, clips: list[Clip], temperatures: tuple[float
     ck = load_checkpoint(checkpoint, whisper_dir=whisper_dir)
 
     def sync(temperature: float, lip_particles: int = particles, lip_mean: bool = True) -> dict:
-        gen = MotionGenerator(ck, temperature_mouth=temperature, lip_mean=lip_mean, lip_particles=lip_particles)
+        gen = MotionGenerator(ck, temperature_mouth=temperature, lip_mean=lip_mean, lip_particles=lip_particles,
+                              lip_readout=0.0)  # the generator's own lips (lip_readout_study: the blend)
         return mouth_sync(gen, clips, seeds=seeds)
 
     by_temp = {t: sync(t) for t in temperatures}
@@ -150,9 +152,99 @@ def calibrate_mouth_gain(checkpoint, clips: list[Clip], seeds: tuple[int, ...] =
 
     ck = load_checkpoint(checkpoint, whisper_dir=whisper_dir)
     ck.generator.cfg.mouth_gain = 1.0
-    gen = MotionGenerator(ck, temperature_mouth=default_eval_temperatures()[0], lip_particles=default_lip_particles())
+    gen = MotionGenerator(ck, temperature_mouth=default_eval_temperatures()[0], lip_particles=default_lip_particles(),
+                          lip_readout=0.0)
     ratio = mouth_sync(gen, clips, seeds=seeds)["std_ratio"]
     ck.generator.cfg.mouth_gain = round(1.0 / ratio, 3)
     info = {"mouth_gain": ck.generator.cfg.mouth_gain, "validation_mouth_std_ratio_at_gain_1": round(ratio, 3)}
     save_checkpoint(checkpoint, ck.tokenizer, ck.generator, info=info)
     return info
+
+
+def calibrate_lip_readout_gain(checkpoint, clips: list[Clip], seeds: tuple[int, ...] = (0,)) -> dict:
+    """Set the checkpoint's ``lip_readout_gain`` (:class:`~teller_agent.fmlg.model.GeneratorConfig`) so that
+    the lips blended with the lip readout at the default weight (:data:`~teller_agent.config.DEFAULT_LIP_READOUT`)
+    have the real speakers' amplitude on ``clips``, as :func:`calibrate_mouth_gain` does for the generator alone.
+
+    Returns (and merges into the checkpoint's ``info``): ``lip_readout_gain``,
+    ``validation_blend_std_ratio_at_gain_1``.
+
+    Raises:
+        CheckpointError: the folder does not hold a loadable checkpoint; ValueError: it has no lip readout.
+    """
+    from ..config import DEFAULT_LIP_READOUT
+    from ..fmlg.checkpoint import load_checkpoint, save_checkpoint
+
+    ck = load_checkpoint(checkpoint)
+    if ck.lip_readout is None:
+        raise ValueError(f"{checkpoint} has no lip readout; fit one with `teller-agent train readout`")
+    ck.generator.cfg.lip_readout_gain = 1.0
+    gen = MotionGenerator(ck, temperature_mouth=default_eval_temperatures()[0], lip_particles=default_lip_particles(),
+                          lip_readout=DEFAULT_LIP_READOUT)
+    ratio = mouth_sync(gen, clips, seeds=seeds)["std_ratio"]
+    ck.generator.cfg.lip_readout_gain = round(1.0 / ratio, 3)
+    info = {"lip_readout_gain": ck.generator.cfg.lip_readout_gain,
+            "validation_blend_std_ratio_at_gain_1": round(ratio, 3)}
+    save_checkpoint(checkpoint, ck.tokenizer, ck.generator, info=info)
+    return info
+
+
+LIP_READOUT_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def lip_readout_study(checkpoint, clips: list[Clip], weights: tuple[float, ...] = LIP_READOUT_WEIGHTS,
+                      seeds: tuple[int, ...] = (0, 1, 2), max_seconds: float = 20.0) -> list[dict]:
+    """Validation lip sync of the lips ``(1 - w)`` generator + ``w`` lip readout
+    (:class:`~teller_agent.fmlg.generator.MotionGenerator`, module docstring item 6) for each weight ``w``.
+
+    The blend is linear in ``w`` and leaves the token chains alone, so each clip and seed is generated twice
+    (``w`` = 0 and 1, shipped sampling settings) and every weight is mixed from those two.
+
+    Returns one row per weight: ``{"weight", "r", "best_lag", "std_ratio"}`` (r at lag 0 and best lag,
+    frames, averaged over ``seeds``; std ratio: the generated over the real mouth opening's standard
+    deviation at the checkpoint's gains, as in :func:`mouth_sync`;
+    speaker means, :func:`~teller_agent.eval.metrics.speaker_mean`).
+
+    Raises:
+        CheckpointError: the folder does not hold a loadable checkpoint; ValueError: it has no lip readout.
+    """
+    from ..fmlg.checkpoint import load_checkpoint
+    from ..fmlg.tokenizer import MOUTH_DIM
+
+    ck = load_checkpoint(checkpoint)
+    if ck.lip_readout is None:
+        raise ValueError(f"{checkpoint} has no lip readout; fit one with `teller-agent train readout`")
+    blend_gain, ck.generator.cfg.lip_readout_gain = ck.generator.cfg.lip_readout_gain, 1.0  # mixed here
+    ends = [MotionGenerator(ck, temperature_mouth=default_eval_temperatures()[0],
+                            lip_particles=default_lip_particles(), lip_readout=w) for w in (0.0, 1.0)]
+    stats: dict[float, dict[str, list]] = {w: {"r": [], "lag": [], "std": []} for w in weights}
+    for clip in clips:
+        frames = min(clip.num_frames, int(max_seconds * 25))
+        audio = clip.audio[: frames * SAMPLES_PER_FRAME]
+        per = {w: ([], [], []) for w in weights}
+        for seed in seeds:
+            f0, f1 = [], []
+            for gen, out in zip(ends, (f0, f1)):
+                gen.seed = seed
+                out.append(motion_to_features(gen.generate(audio, SAMPLE_RATE)))
+            n = min(frames, len(f0[0]))
+            true = clip_mouth_opening(clip, clip.features[:n])
+            for w in weights:
+                f = f0[0][:n].copy()
+                f[:, :MOUTH_DIM] = (1 - w) * f0[0][:n, :MOUTH_DIM] + w * f1[0][:n, :MOUTH_DIM]
+                if w > 0:
+                    f[:, :MOUTH_DIM] *= blend_gain
+                pred = clip_mouth_opening(clip, f)
+                per[w][0].append(pearson(pred, true))
+                per[w][1].append(best_lag(pred, true))
+                per[w][2].append(np.std(pred))
+        for w in weights:
+            for key, values in zip(("r", "lag", "std"), per[w]):
+                stats[w][key].append(float(np.mean(values)))
+            stats[w].setdefault("true_std", []).append(float(np.std(true)))
+    speakers = [c.speaker or c.id for c in clips]
+    counts = [min(c.num_frames, int(max_seconds * 25)) for c in clips]
+    return [{"weight": w, "r": round(speaker_mean(stats[w]["r"], speakers, counts), 4),
+             "best_lag": round(speaker_mean(stats[w]["lag"], speakers, counts), 3),
+             "std_ratio": round(speaker_mean(stats[w]["std"], speakers, counts)
+                                / speaker_mean(stats[w]["true_std"], speakers, counts), 3)} for w in weights]

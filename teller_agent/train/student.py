@@ -152,6 +152,70 @@ def save_mouth_readout(folder: Path, train: list[tuple[np.ndarray, Clip]]) -> Pa
     return ro.save(folder / READOUT_FILE)
 
 
+def save_lip_readout(folder: Path, student: AudioStudent, train: list[Clip]) -> tuple[Path, int]:
+    """Fit and write the generator's lip readout (:data:`~teller_agent.fmlg.checkpoint.LIP_READOUT_FILE`): a
+    ridge regression from ``student``'s features of each frame to that frame's mouth expression deltas
+    (``MOUTH_DIM``), on the real clips ``train`` of the training speakers (tracked frames only).
+    Returns (its path, the frames it was fitted on).
+
+    Raises:
+        ValueError: no clips.
+    """
+    from ..eval.readout import fit_readout
+    from ..fmlg.checkpoint import LIP_READOUT_FILE
+    from ..fmlg.tokenizer import MOUTH_DIM
+
+    if not train:
+        raise ValueError("the lip readout needs real training clips")
+    feats = [student_features(student, c.audio, c.num_frames) for c in train]
+    ro = fit_readout(feats, [c.features[: c.num_frames, :MOUTH_DIM] for c in train],
+                     weights=[c.valid[: c.num_frames] for c in train])
+    return ro.save(Path(folder) / LIP_READOUT_FILE), int(sum(c.valid[: c.num_frames].sum() for c in train))
+
+
+def fit_lip_readout(dataset: str | Path, checkpoint: str | Path, command: str | None = None) -> dict:
+    """(Re)fit the lip readout of the audio student in ``checkpoint`` on ``dataset``'s real training clips
+    (those whose audio/video sync was established) and write it there. When the checkpoint also holds a
+    generator and the dataset has validation clips, measure the blend on them for each weight
+    (:func:`~teller_agent.train.evaluate.lip_readout_study`) after calibrating the blend's amplitude at the
+    default weight (:func:`~teller_agent.train.evaluate.calibrate_lip_readout_gain`); both go into the
+    checkpoint's info.
+
+    Returns ``{"path", "clips", "frames", "speakers"}`` plus ``lip_readout_study`` and ``lip_readout_gain`` when
+    measured.
+
+    Raises:
+        CheckpointError: no student in ``checkpoint``; TellerError: the dataset has no such clips.
+    """
+    import json
+
+    from ..errors import TellerError
+    from ..fmlg.checkpoint import load_student
+    from .evaluate import calibrate_lip_readout_gain, lip_readout_study
+
+    student = load_student(checkpoint)
+    train = load_clips(dataset, split="train", kinds=("real",), usable_only=True)
+    if not train:
+        raise TellerError(f"dataset {dataset} has no real training clips to fit the lip readout on")
+    path, frames = save_lip_readout(Path(checkpoint), student, train)
+    info = {"path": str(path), "clips": len(train), "frames": frames, "speakers": len({c.speaker for c in train})}
+    config_path = Path(checkpoint) / "config.json"
+    validation = load_clips(dataset, split="validation", kinds=("real",))
+    if validation and json.loads(config_path.read_text()).get("generator"):
+        from ..config import DEFAULT_LIP_READOUT
+        from ..fmlg.checkpoint import load_checkpoint, save_checkpoint
+
+        gain = calibrate_lip_readout_gain(checkpoint, validation)
+        study = lip_readout_study(checkpoint, validation)
+        ck = load_checkpoint(checkpoint)
+        record = {"lip_readout_fit": {k: info[k] for k in ("clips", "frames", "speakers")},
+                  "lip_readout_study": study, "lip_readout_weight": DEFAULT_LIP_READOUT,
+                  "lip_readout_command": command}
+        save_checkpoint(checkpoint, ck.tokenizer, ck.generator, info=record)
+        info.update(lip_readout_study=study, **gain)
+    return info
+
+
 def train_student(
     dataset: str | Path,
     checkpoint: str | Path,
@@ -252,8 +316,9 @@ def train_student(
         metrics["validation_readout_r_teacher"] = round(readout_sync(t_tr, t_va)["r"], 4)
         metrics["validation_readout_r_student"] = round(readout_sync(s_tr, s_va)["r"], 4)
     out = Path(checkpoint)
+    save_student(out, student, info=metrics)
     if real_train:
         save_mouth_readout(out, [(teacher[c.id], c) for c in real_train])
-    save_student(out, student, info=metrics)
+        save_lip_readout(out, student, [c for c in real_train])
     plot_curves(out / "student_loss.png", history, "audio student: distillation error (z-scored Whisper features)")
     return metrics
