@@ -60,13 +60,19 @@ import numpy as np
 import torch
 
 from ..audio.encoder import SAMPLES_PER_FRAME
-from ..config import DEFAULT_LIP_PARTICLES, DEFAULT_LIP_READOUT, DEFAULT_TEMPERATURE_HEAD, DEFAULT_TEMPERATURE_MOUTH, DEFAULT_TOP_K
+from ..config import (
+    DEFAULT_LIP_PARTICLES,
+    DEFAULT_LIP_READOUT,
+    DEFAULT_TEMPERATURE_HEAD,
+    DEFAULT_TEMPERATURE_MOUTH,
+    DEFAULT_TOP_K,
+)
 from ..audio.resampler import StreamResampler, as_mono_float
 from ..audio.features import MELS_PER_FRAME, N_MELS, WIN_LENGTH, LogMelStream
+from ..errors import CheckpointError
 from ..motion.latent import MotionLatent
 from ..modules.causal_conv import ConvStackStepper
 from .audio_stream import make_audio_stream
-from ..errors import CheckpointError
 from .checkpoint import FMLGCheckpoint, load_checkpoint
 from .qwen2_step import Qwen2Stepper
 from .tokenizer import MOUTH_DIM, features_to_motion
@@ -132,9 +138,10 @@ class MotionGenerator:
         if readout is not None and self.lip_readout > 0:
             if readout.context:
                 raise CheckpointError("the lip readout must be per frame (context 0) to stream")
-            # (D,) -> (MOUTH_DIM,) as one affine map on the raw student features
-            w = readout.weight / readout.std[:, None]
-            self._readout = (w.astype(np.float32), (readout.bias - readout.mean / readout.std @ readout.weight).astype(np.float32))
+            # the readout as one affine map (D,) -> (MOUTH_DIM,) on the raw student features
+            weight = readout.weight / readout.std[:, None]
+            bias = readout.bias - (readout.mean / readout.std) @ readout.weight
+            self._readout = (weight.astype(np.float32), bias.astype(np.float32))
         self._mouth_q: torch.Tensor | None = None
         self._mouth_codebooks = self.tokenizer.mouth.rvq.codebooks.detach()  # (levels, V, C)
         # the RVQ decoders streamed in numpy (ConvStackStepper: same outputs, less per-frame overhead)
@@ -147,8 +154,8 @@ class MotionGenerator:
     def from_settings(cls, settings, checkpoint: FMLGCheckpoint | str | Path | None = None,
                       seed: int | None = None) -> MotionGenerator:
         """The generator configured by :class:`~teller_agent.config.TellerSettings` (``model_dir``,
-        ``seed``, ``top_k``, ``temperature_mouth``, ``temperature_head``, ``lip_particles``, ``lip_readout``); ``checkpoint``
-        and ``seed`` override the settings' ones.
+        ``seed``, ``top_k``, ``temperature_mouth``, ``temperature_head``, ``lip_particles``,
+        ``lip_readout``); ``checkpoint`` and ``seed`` override the settings' ones.
 
         Raises:
             CheckpointError: the checkpoint is missing or corrupt.
