@@ -104,12 +104,22 @@ def save_student(folder: str | Path, student: AudioStudent, info: dict | None = 
     whatever else is there (e.g. before a generator is trained on its features)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    config_path = folder / "config.json"
-    config = json.loads(config_path.read_text()) if config_path.exists() else {"version": CHECKPOINT_VERSION}
-    config["student"] = student.cfg.to_dict()
-    config["info"] = {**config.get("info", {}), **(info or {})}
     with atomic_path(folder / STUDENT_FILE) as tmp:
         save_file(_half_state(student), tmp)
+    return _update_config(folder, {"student": student.cfg.to_dict()}, info)
+
+
+def record_info(folder: str | Path, info: dict) -> Path:
+    """Merge ``info`` (measurements, commands) into a checkpoint folder's ``config.json``, leaving its
+    weights and the rest of its config as they are."""
+    return _update_config(Path(folder), {}, info)
+
+
+def _update_config(folder: Path, entries: dict, info: dict | None) -> Path:
+    config_path = folder / "config.json"
+    config = json.loads(config_path.read_text()) if config_path.exists() else {"version": CHECKPOINT_VERSION}
+    config.update(entries)
+    config["info"] = {**config.get("info", {}), **(info or {})}
     with atomic_path(config_path) as tmp:
         tmp.write_text(json.dumps(config, indent=2))
     return folder

@@ -83,10 +83,10 @@ class MouthPainter:
     A portrait that shows its own mouth interior (inner lips parted by at least
     :attr:`OWN_MIN_OPENING` of their width: a smile with teeth, a speaking photo) keeps it: its
     interior is cut once into the canonical patch (:func:`~teller_agent.render.mouth_atlas.cut_patch`);
-    as the driven mouth opens past the portrait's, the upper half of that patch follows the upper
-    lip and the lower half the lower lip at their pixel size (teeth do not stretch), and the gap
-    opening between them is the atlas's cavity band, stretched. So the person's own teeth stay
-    theirs instead of being replaced by someone else's.
+    as the driven mouth opens past the portrait's, that interior stays at its pixel size under the
+    upper lip (upper teeth move with the upper jaw and do not stretch), and the atlas patch from
+    the top of its cavity band down (cavity, tongue, lower teeth) fills the rest of the opening.
+    So the person's own teeth stay theirs instead of being replaced by someone else's.
 
     Args:
         image: ``(S, S, 3) uint8`` RGB portrait crop (the renderer's).
@@ -188,7 +188,6 @@ class MouthPainter:
         a = (alpha * strength).astype(np.float32)[..., None]
         roi = frame[y0:y1, x0:x1].astype(np.float32)
         frame[y0:y1, x0:x1] = np.clip(roi + (color - roi) * a + 0.5, 0, 255).astype(np.uint8)
-
 
     def _own_interior(self, patch: np.ndarray, band: np.ndarray, mx: np.ndarray, v: np.ndarray,
                       gap: np.ndarray, scale: float) -> np.ndarray:

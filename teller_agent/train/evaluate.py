@@ -141,24 +141,16 @@ def calibrate_mouth_gain(checkpoint, clips: list[Clip], seeds: tuple[int, ...] =
     """Set the checkpoint's ``mouth_gain`` (:class:`~teller_agent.fmlg.model.GeneratorConfig`) so that the
     generated mouth opening has the real speakers' amplitude on ``clips`` (the validation speakers): the
     gain is the real over the generated standard deviation of the mouth opening (speaker means, shipped
-    sampling settings, ``mouth_gain`` 1). Pearson r and lags do not change with the gain.
+    sampling settings, ``mouth_gain`` 1, the generator's own lips without the lip readout). Pearson r and
+    lags do not change with the gain.
 
     Returns (and merges into the checkpoint's ``info``): ``mouth_gain``, ``validation_mouth_std_ratio_at_gain_1``.
 
     Raises:
         CheckpointError: the folder does not hold a loadable checkpoint.
     """
-    from ..fmlg.checkpoint import load_checkpoint, save_checkpoint
-
-    ck = load_checkpoint(checkpoint, whisper_dir=whisper_dir)
-    ck.generator.cfg.mouth_gain = 1.0
-    gen = MotionGenerator(ck, temperature_mouth=default_eval_temperatures()[0], lip_particles=default_lip_particles(),
-                          lip_readout=0.0)
-    ratio = mouth_sync(gen, clips, seeds=seeds)["std_ratio"]
-    ck.generator.cfg.mouth_gain = round(1.0 / ratio, 3)
-    info = {"mouth_gain": ck.generator.cfg.mouth_gain, "validation_mouth_std_ratio_at_gain_1": round(ratio, 3)}
-    save_checkpoint(checkpoint, ck.tokenizer, ck.generator, info=info)
-    return info
+    return _calibrate_gain(checkpoint, clips, seeds, "mouth_gain", "validation_mouth_std_ratio_at_gain_1",
+                           lip_readout=0.0, whisper_dir=whisper_dir)
 
 
 def calibrate_lip_readout_gain(checkpoint, clips: list[Clip], seeds: tuple[int, ...] = (0,)) -> dict:
@@ -173,18 +165,27 @@ def calibrate_lip_readout_gain(checkpoint, clips: list[Clip], seeds: tuple[int, 
         CheckpointError: the folder does not hold a loadable checkpoint; ValueError: it has no lip readout.
     """
     from ..config import DEFAULT_LIP_READOUT
+
+    return _calibrate_gain(checkpoint, clips, seeds, "lip_readout_gain", "validation_blend_std_ratio_at_gain_1",
+                           lip_readout=DEFAULT_LIP_READOUT)
+
+
+def _calibrate_gain(checkpoint, clips: list[Clip], seeds: tuple[int, ...], gain: str, ratio_key: str,
+                    lip_readout: float, whisper_dir=None) -> dict:
+    """Set the generator config's field ``gain`` to the real over the generated mouth-opening standard
+    deviation measured with it at 1 (shipped sampling settings, ``lip_readout`` weight); save and return
+    ``{gain: value, ratio_key: ratio at 1}``."""
     from ..fmlg.checkpoint import load_checkpoint, save_checkpoint
 
-    ck = load_checkpoint(checkpoint)
-    if ck.lip_readout is None:
+    ck = load_checkpoint(checkpoint, whisper_dir=whisper_dir)
+    if lip_readout > 0 and ck.lip_readout is None:
         raise ValueError(f"{checkpoint} has no lip readout; fit one with `teller-agent train readout`")
-    ck.generator.cfg.lip_readout_gain = 1.0
+    setattr(ck.generator.cfg, gain, 1.0)
     gen = MotionGenerator(ck, temperature_mouth=default_eval_temperatures()[0], lip_particles=default_lip_particles(),
-                          lip_readout=DEFAULT_LIP_READOUT)
+                          lip_readout=lip_readout)
     ratio = mouth_sync(gen, clips, seeds=seeds)["std_ratio"]
-    ck.generator.cfg.lip_readout_gain = round(1.0 / ratio, 3)
-    info = {"lip_readout_gain": ck.generator.cfg.lip_readout_gain,
-            "validation_blend_std_ratio_at_gain_1": round(ratio, 3)}
+    setattr(ck.generator.cfg, gain, round(1.0 / ratio, 3))
+    info = {gain: getattr(ck.generator.cfg, gain), ratio_key: round(ratio, 3)}
     save_checkpoint(checkpoint, ck.tokenizer, ck.generator, info=info)
     return info
 
@@ -218,33 +219,31 @@ def lip_readout_study(checkpoint, clips: list[Clip], weights: tuple[float, ...] 
     ends = [MotionGenerator(ck, temperature_mouth=default_eval_temperatures()[0],
                             lip_particles=default_lip_particles(), lip_readout=w) for w in (0.0, 1.0)]
     stats: dict[float, dict[str, list]] = {w: {"r": [], "lag": [], "std": []} for w in weights}
+    true_std = []  # per clip, the real mouth opening's standard deviation
     for clip in clips:
         frames = min(clip.num_frames, int(max_seconds * 25))
         audio = clip.audio[: frames * SAMPLES_PER_FRAME]
         per = {w: ([], [], []) for w in weights}
         for seed in seeds:
-            f0, f1 = [], []
-            for gen, out in zip(ends, (f0, f1)):
+            for gen in ends:
                 gen.seed = seed
-                out.append(motion_to_features(gen.generate(audio, SAMPLE_RATE)))
-            n = min(frames, len(f0[0]))
+            f0, f1 = (motion_to_features(gen.generate(audio, SAMPLE_RATE)) for gen in ends)
+            n = min(frames, len(f0))
             true = clip_mouth_opening(clip, clip.features[:n])
             for w in weights:
-                f = f0[0][:n].copy()
-                f[:, :MOUTH_DIM] = (1 - w) * f0[0][:n, :MOUTH_DIM] + w * f1[0][:n, :MOUTH_DIM]
-                if w > 0:
-                    f[:, :MOUTH_DIM] *= blend_gain
+                f = f0[:n].copy()
+                f[:, :MOUTH_DIM] = ((1 - w) * f0[:n, :MOUTH_DIM] + w * f1[:n, :MOUTH_DIM]) * (blend_gain if w > 0 else 1.0)
                 pred = clip_mouth_opening(clip, f)
                 per[w][0].append(pearson(pred, true))
                 per[w][1].append(best_lag(pred, true))
                 per[w][2].append(np.std(pred))
+        true_std.append(float(np.std(true)))
         for w in weights:
             for key, values in zip(("r", "lag", "std"), per[w]):
                 stats[w][key].append(float(np.mean(values)))
-            stats[w].setdefault("true_std", []).append(float(np.std(true)))
     speakers = [c.speaker or c.id for c in clips]
     counts = [min(c.num_frames, int(max_seconds * 25)) for c in clips]
+    real_std = speaker_mean(true_std, speakers, counts)
     return [{"weight": w, "r": round(speaker_mean(stats[w]["r"], speakers, counts), 4),
              "best_lag": round(speaker_mean(stats[w]["lag"], speakers, counts), 3),
-             "std_ratio": round(speaker_mean(stats[w]["std"], speakers, counts)
-                                / speaker_mean(stats[w]["true_std"], speakers, counts), 3)} for w in weights]
+             "std_ratio": round(speaker_mean(stats[w]["std"], speakers, counts) / real_std, 3)} for w in weights]

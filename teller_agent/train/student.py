@@ -203,15 +203,13 @@ def fit_lip_readout(dataset: str | Path, checkpoint: str | Path, command: str | 
     validation = load_clips(dataset, split="validation", kinds=("real",))
     if validation and json.loads(config_path.read_text()).get("generator"):
         from ..config import DEFAULT_LIP_READOUT
-        from ..fmlg.checkpoint import load_checkpoint, save_checkpoint
+        from ..fmlg.checkpoint import record_info
 
         gain = calibrate_lip_readout_gain(checkpoint, validation)
         study = lip_readout_study(checkpoint, validation)
-        ck = load_checkpoint(checkpoint)
-        record = {"lip_readout_fit": {k: info[k] for k in ("clips", "frames", "speakers")},
-                  "lip_readout_study": study, "lip_readout_weight": DEFAULT_LIP_READOUT,
-                  "lip_readout_command": command}
-        save_checkpoint(checkpoint, ck.tokenizer, ck.generator, info=record)
+        record_info(checkpoint, {"lip_readout_fit": {k: info[k] for k in ("clips", "frames", "speakers")},
+                                 "lip_readout_study": study, "lip_readout_weight": DEFAULT_LIP_READOUT,
+                                 "lip_readout_command": command})
         info.update(lip_readout_study=study, **gain)
     return info
 
@@ -319,6 +317,6 @@ def train_student(
     save_student(out, student, info=metrics)
     if real_train:
         save_mouth_readout(out, [(teacher[c.id], c) for c in real_train])
-        save_lip_readout(out, student, [c for c in real_train])
+        save_lip_readout(out, student, real_train)
     plot_curves(out / "student_loss.png", history, "audio student: distillation error (z-scored Whisper features)")
     return metrics
