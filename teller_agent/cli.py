@@ -111,7 +111,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         info = fit_lip_readout(args.dataset, args.out, command=_command_line())
         print(f"lip readout fitted on {info['frames']} frames of {info['clips']} real clips "
-              f"({info['speakers']} training speakers): {info['path']}")
+              f"({info['speakers']} training speakers), ridge penalty {info['ridge']:g}: {info['path']}")
+        for row in info.get("lip_readout_ridge_study", []):
+            print(f"validation speakers, ridge penalty {row['ridge']:g} at the default weight: r = {row['r']:.3f} at "
+                  f"lag 0, best lag {row['best_lag']:+.2f} frames")
         for row in info.get("lip_readout_study", []):
             print(f"validation speakers, lip readout weight {row['weight']:.2f}: r = {row['r']:.3f} at lag 0, "
                   f"best lag {row['best_lag']:+.2f} frames, std ratio {row['std_ratio']:.2f}")

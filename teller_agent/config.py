@@ -33,7 +33,7 @@ DEFAULT_TEMPERATURE_HEAD = 1.0
 #: Token chains sampled side by side for the lips.
 DEFAULT_LIP_PARTICLES = 4
 #: Weight of the checkpoint's lip readout in the lips (0: the generator's lips alone).
-DEFAULT_LIP_READOUT = 0.5
+DEFAULT_LIP_READOUT = 0.75
 
 #: Video frame rate of everything teller-agent makes (Teller, arXiv 2503.18429, sec. 4.1: 25 FPS).
 FPS = 25

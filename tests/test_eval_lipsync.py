@@ -153,3 +153,28 @@ def test_eval_lipsync_on_a_real_clip(shared_data, tmp_path, settings, monkeypatc
         png = out / row["plot" if name == "plots" else "sheet"]
         assert png.parent.name == name and png.read_bytes()[:4] == b"\x89PNG"
     assert "| FMLG, from audio alone |" in (out / "lipsync.md").read_text()
+
+
+def test_ridge_readout_recovers_a_linear_map_and_an_anchor_holds_its_prediction_at_zero(tmp_path):
+    """The readout (teller_agent/eval/readout.py): a free intercept recovers ``y = x W + b``; with an anchor
+    the anchor's prediction is exactly 0 and the fit is still close where the data lie; save/load round-trips."""
+    from teller_agent.eval.readout import Readout, fit_readout
+
+    rng = np.random.default_rng(0)
+    w_true, b_true = rng.normal(size=(6, 2)), np.array([0.5, -1.0])
+    xs = [rng.normal(size=(200, 6)) + 3.0 for _ in range(3)]
+    ys = [x @ w_true + b_true for x in xs]
+    free = fit_readout(xs, ys, lam=1e-6)
+    assert np.allclose(free(xs[0]), ys[0], atol=1e-4)
+    anchor = np.full(6, 3.0)
+    anchored = fit_readout(xs, [y - (anchor @ w_true + b_true) for y in ys], lam=1e-6, anchor=anchor)
+    assert np.abs(anchored(anchor[None])).max() < 1e-5 and np.allclose(anchored.bias, 0)
+    assert np.allclose(anchored(xs[1]), ys[1] - (anchor @ w_true + b_true), atol=1e-4)
+    # a strong penalty shrinks toward the anchor's prediction (0), not toward the targets' mean
+    shrunk = fit_readout(xs, ys, lam=1e9, anchor=anchor)
+    assert np.abs(shrunk(xs[2])).max() < 1e-3
+    assert np.allclose(fit_readout(xs, ys, lam=1e9)(xs[2]), np.mean(np.concatenate(ys), 0), atol=1e-3)
+    loaded = Readout.load(anchored.save(tmp_path / "r.npz"))
+    assert np.array_equal(loaded(xs[0]), anchored(xs[0]))
+    with pytest.raises(ValueError, match="anchor"):
+        fit_readout(xs, ys, anchor=np.zeros(5))

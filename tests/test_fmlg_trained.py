@@ -103,7 +103,7 @@ def test_the_lip_readout_blends_the_lips_only_and_streams(shared_data):
     assert np.abs(f[0.0][:, :MOUTH_DIM] - f[1.0][:, :MOUTH_DIM]).mean() > 1e-3
     offline = ck.lip_readout(student_features(ck.student, pcm, len(f[1.0])))
     np.testing.assert_allclose(f[1.0][:, :MOUTH_DIM], gain * offline, atol=2e-3 * max(gain, 1.0))
-    gen = MotionGenerator(ck, seed=0)
+    gen = MotionGenerator(ck, seed=0, lip_readout=0.5)
     gen.reset()
     parts = [gen.push_audio(pcm[i : i + 160], SAMPLE_RATE) for i in range(0, len(pcm), 160)]
     chunked = motion_to_features(MotionLatent.concatenate([*parts, gen.flush()]))

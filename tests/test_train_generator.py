@@ -115,3 +115,20 @@ def test_tokenizer_student_and_generator_train_end_to_end(tmp_path):
     assert loaded.student is not None and loaded.generator.cfg.lookahead == 2
     motion = MotionGenerator(ck).generate(np.zeros(16000, np.float32), 16000)
     assert len(motion) == 25
+
+    # `teller-agent train readout`: refits the lip readout and measures penalties and weights on validation
+    from teller_agent.config import DEFAULT_LIP_READOUT
+    from teller_agent.train.card import write_model_card
+    from teller_agent.train.evaluate import LIP_READOUT_WEIGHTS
+    from teller_agent.train.student import LIP_READOUT_RIDGE, fit_lip_readout
+
+    info = fit_lip_readout(data, ck, ridges=(1e3, LIP_READOUT_RIDGE))
+    assert info["ridge"] == LIP_READOUT_RIDGE and [r["ridge"] for r in info["lip_readout_ridge_study"]] == [
+        1e3, LIP_READOUT_RIDGE]
+    assert [r["weight"] for r in info["lip_readout_study"]] == list(LIP_READOUT_WEIGHTS)
+    assert all(np.isfinite(r["r"]) for r in info["lip_readout_ridge_study"] + info["lip_readout_study"])
+    loaded = load_checkpoint(ck)
+    assert loaded.info["lip_readout_fit"]["ridge"] == LIP_READOUT_RIDGE
+    assert loaded.info["lip_readout_weight"] == DEFAULT_LIP_READOUT
+    card = write_model_card(ck, data).read_text()
+    assert "Ridge penalty of the readout" in card and "| 50000 |" in card

@@ -23,9 +23,10 @@ class Readout:
     """A fitted ridge regression ``(T, D) -> (T, K)``.
 
     Attributes:
-        mean, std: (D,) float64 input statistics (inputs are standardised before the weights).
+        mean, std: (D,) float64 input centre and scale (inputs are standardised as ``(x - mean) / std``
+            before the weights); the centre is the inputs' mean, or the anchor of :func:`fit_readout`.
         weight: (D, K) float64.
-        bias: (K,) float64 (the target mean).
+        bias: (K,) float64 (the target mean; 0 with an anchor).
         context: the input is each frame's features with those of ``context`` frames before and after
             (edge frames repeated), i.e. ``D = (2 context + 1) * feature width``.
     """
@@ -66,7 +67,7 @@ def with_context(x: np.ndarray, context: int) -> np.ndarray:
 
 
 def fit_readout(features: list[np.ndarray], targets: list[np.ndarray], lam: float = 1000.0, context: int = 0,
-                weights: list[np.ndarray] | None = None) -> Readout:
+                weights: list[np.ndarray] | None = None, anchor: np.ndarray | None = None) -> Readout:
     """Fit a ridge readout on clips.
 
     Args:
@@ -75,6 +76,9 @@ def fit_readout(features: list[np.ndarray], targets: list[np.ndarray], lam: floa
         lam: ridge penalty on the standardised inputs.
         context: neighbouring frames on each side added to every frame's input.
         weights: per clip (T_i,) bool or float frame weights (e.g. tracked frames only), default all 1.
+        anchor: (D,) an input whose prediction is held at 0 (e.g. the features of silence, whose target is
+            the rest face): the fit has no intercept and the penalty shrinks predictions toward 0 there
+            instead of toward the targets' mean. Default: a free intercept.
 
     Raises:
         ValueError: no frames, or mismatched lengths.
@@ -94,8 +98,13 @@ def fit_readout(features: list[np.ndarray], targets: list[np.ndarray], lam: floa
     wsum = w.sum()
     mean = (w * x).sum(0) / wsum
     std = np.sqrt((w * (x - mean) ** 2).sum(0) / wsum) + 1e-6
+    if anchor is not None:
+        anchor = np.asarray(anchor, np.float64)
+        if anchor.shape != mean.shape:
+            raise ValueError(f"anchor has shape {anchor.shape}, the inputs {mean.shape}")
+        mean = anchor
     xn = (x - mean) / std
-    bias = (w * y).sum(0) / wsum
+    bias = (w * y).sum(0) / wsum if anchor is None else np.zeros(y.shape[1])
     a = xn.T @ (w * xn) + lam * np.eye(x.shape[1])
     weight = np.linalg.solve(a, xn.T @ (w * (y - bias)))
     return Readout(mean, std, weight, bias, context)

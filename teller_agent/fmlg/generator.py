@@ -31,7 +31,10 @@ frame is produced as soon as its audio and the audio encoder's look-ahead
    whatever P is, so P = 1 is exactly the single-chain generator.
 6. **Lip readout.** Checkpoints with an audio student carry a ridge regression from
    the student's features of the frame to the mouth expression deltas, fitted on the
-   training speakers' real clips (:data:`~teller_agent.fmlg.checkpoint.LIP_READOUT_FILE`).
+   training speakers' real clips (:data:`~teller_agent.fmlg.checkpoint.LIP_READOUT_FILE`;
+   :func:`~teller_agent.train.student.save_lip_readout`). It is anchored at silence:
+   the student's features of silence map to the rest face, and its ridge penalty
+   shrinks toward that closed mouth, so a quiet frame never inherits speech's mean mouth.
    The lips are ``(1 - w)`` times the generator's plus ``w`` times the readout's
    (``lip_readout`` = w): two estimates of the lips from the same audio whose errors
    differ, so their average follows the voice more closely than either (the model

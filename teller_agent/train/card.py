@@ -90,15 +90,24 @@ def _lip_readout_table(info: dict) -> list[str]:
     if not study:
         return []
     shipped = info.get("lip_readout_weight")
+    ridge = f" with ridge penalty {fit['ridge']:g} on the standardised features" if fit.get("ridge") else ""
     lines = [f"Lip readout (`lip_readout.npz`): a ridge regression from the student's features of each frame to "
              f"its mouth expression deltas, fitted on {fit.get('frames')} tracked frames of {fit.get('clips')} real "
-             f"clips ({fit.get('speakers')} training speakers). The lips are `(1 - w)` times the generator's plus "
+             f"clips ({fit.get('speakers')} training speakers){ridge}. The lips are `(1 - w)` times the generator's plus "
              f"`w` times the readout's, scaled by `lip_readout_gain` = {info.get('lip_readout_gain')} (calibrated at the "
              f"shipped weight); validation speakers, sampling seeds 0-2 (std ratio: generated over real "
              f"mouth-opening standard deviation, speaker means):", "",
              "| w | validation r (lag 0) | best lag (frames) | std ratio | |", "|---|---|---|---|---|"]
     lines += [f"| {r['weight']:.2f} | {r['r']:.3f} | {r['best_lag']:+.2f} | {r['std_ratio']:.2f} | "
               f"{'**shipped**' if shipped is not None and abs(r['weight'] - shipped) < 1e-9 else ''} |" for r in study]
+    ridges = info.get("lip_readout_ridge_study")
+    if ridges:
+        lines += ["", f"Ridge penalty of the readout, validation speakers, blend at w = {shipped} (sampling seeds 0-2; "
+                  "the readout refitted per penalty, the generator's lips the same):", "",
+                  "| ridge penalty | validation r (lag 0) | best lag (frames) | |", "|---|---|---|---|"]
+        lines += [f"| {r['ridge']:g} | {r['r']:.3f} | {r['best_lag']:+.2f} | "
+                  f"{'**shipped**' if fit.get('ridge') is not None and abs(r['ridge'] - fit['ridge']) < 1e-6 else ''} |"
+                  for r in ridges]
     return lines + [""]
 
 

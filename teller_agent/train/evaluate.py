@@ -193,6 +193,62 @@ def _calibrate_gain(checkpoint, clips: list[Clip], seeds: tuple[int, ...], gain:
 LIP_READOUT_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
+def lip_readout_ridge_study(checkpoint, clips: list[Clip], readouts: dict, seeds: tuple[int, ...] = (0, 1, 2),
+                            max_seconds: float = 20.0) -> list[dict]:
+    """Validation lip sync of the blend at the default weight (:data:`~teller_agent.config.DEFAULT_LIP_READOUT`)
+    for each candidate lip readout, e.g. one per ridge penalty.
+
+    Each clip and seed is generated once with the generator's lips alone (shipped sampling settings); the
+    readout's lips are its map of the student's features of the whole clip (which streaming reproduces
+    frame by frame) and are mixed in.
+
+    Args:
+        readouts: ``{key: Readout}``, each mapping (T, student width) features to (T, ``MOUTH_DIM``) deltas.
+
+    Returns one row per readout: ``{"ridge": key, "r", "best_lag"}`` (speaker means, as in
+    :func:`lip_readout_study`).
+
+    Raises:
+        CheckpointError: the folder does not hold a loadable checkpoint with an audio student.
+    """
+    from ..config import DEFAULT_LIP_READOUT
+    from ..errors import CheckpointError
+    from ..fmlg.checkpoint import load_checkpoint
+    from ..fmlg.tokenizer import MOUTH_DIM
+    from .student import student_features
+
+    ck = load_checkpoint(checkpoint)
+    if ck.student is None:
+        raise CheckpointError(f"{checkpoint} has no audio student for a lip readout")
+    gen = MotionGenerator(ck, temperature_mouth=default_eval_temperatures()[0], lip_particles=default_lip_particles(),
+                          lip_readout=0.0)
+    w = DEFAULT_LIP_READOUT
+    stats: dict = {key: {"r": [], "lag": []} for key in readouts}
+    for clip in clips:
+        frames = min(clip.num_frames, int(max_seconds * 25))
+        audio = clip.audio[: frames * SAMPLES_PER_FRAME]
+        lips = {key: ro(student_features(ck.student, audio, frames)) for key, ro in readouts.items()}
+        per: dict = {key: ([], []) for key in readouts}
+        for seed in seeds:
+            gen.seed = seed
+            f0 = motion_to_features(gen.generate(audio, SAMPLE_RATE))
+            n = min(frames, len(f0))
+            true = clip_mouth_opening(clip, clip.features[:n])
+            for key in readouts:
+                f = f0[:n].copy()
+                f[:, :MOUTH_DIM] = (1 - w) * f0[:n, :MOUTH_DIM] + w * lips[key][:n]
+                pred = clip_mouth_opening(clip, f)
+                per[key][0].append(pearson(pred, true))
+                per[key][1].append(best_lag(pred, true))
+        for key in readouts:
+            stats[key]["r"].append(float(np.mean(per[key][0])))
+            stats[key]["lag"].append(float(np.mean(per[key][1])))
+    speakers = [c.speaker or c.id for c in clips]
+    counts = [min(c.num_frames, int(max_seconds * 25)) for c in clips]
+    return [{"ridge": key, "r": round(speaker_mean(stats[key]["r"], speakers, counts), 4),
+             "best_lag": round(speaker_mean(stats[key]["lag"], speakers, counts), 3)} for key in readouts]
+
+
 def lip_readout_study(checkpoint, clips: list[Clip], weights: tuple[float, ...] = LIP_READOUT_WEIGHTS,
                       seeds: tuple[int, ...] = (0, 1, 2), max_seconds: float = 20.0) -> list[dict]:
     """Validation lip sync of the lips ``(1 - w)`` generator + ``w`` lip readout

@@ -152,37 +152,60 @@ def save_mouth_readout(folder: Path, train: list[tuple[np.ndarray, Clip]]) -> Pa
     return ro.save(folder / READOUT_FILE)
 
 
-def save_lip_readout(folder: Path, student: AudioStudent, train: list[Clip]) -> tuple[Path, int]:
+#: Ridge penalty of the lip readout (on standardised student features), and the penalties
+#: ``teller-agent train readout`` compares on the validation speakers (:func:`fit_lip_readout`).
+LIP_READOUT_RIDGE = 5e4
+LIP_READOUT_RIDGES = (1e3, 1e4, 5e4, 1e5, 3e5)
+
+
+def save_lip_readout(folder: Path, student: AudioStudent, train: list[Clip], ridge: float = LIP_READOUT_RIDGE,
+                     features: list[np.ndarray] | None = None) -> tuple[Path, int]:
     """Fit and write the generator's lip readout (:data:`~teller_agent.fmlg.checkpoint.LIP_READOUT_FILE`): a
-    ridge regression from ``student``'s features of each frame to that frame's mouth expression deltas
-    (``MOUTH_DIM``), on the real clips ``train`` of the training speakers (tracked frames only).
+    ridge regression (penalty ``ridge``) from ``student``'s features of each frame to that frame's mouth
+    expression deltas (``MOUTH_DIM``), on the real clips ``train`` of the training speakers (tracked frames
+    only), anchored at silence (:func:`silence_features` maps to zero deltas, the rest face, and the penalty
+    shrinks toward that closed mouth rather than toward the mean mouth of speech). ``features``: the clips' (T_i, D) student features when already computed.
     Returns (its path, the frames it was fitted on).
 
     Raises:
         ValueError: no clips.
     """
-    from ..eval.readout import fit_readout
     from ..fmlg.checkpoint import LIP_READOUT_FILE
-    from ..fmlg.tokenizer import MOUTH_DIM
 
     if not train:
         raise ValueError("the lip readout needs real training clips")
-    feats = [student_features(student, c.audio, c.num_frames) for c in train]
-    ro = fit_readout(feats, [c.features[: c.num_frames, :MOUTH_DIM] for c in train],
-                     weights=[c.valid[: c.num_frames] for c in train])
+    ro = _fit_lip_readout(student, train, ridge, features)
     return ro.save(Path(folder) / LIP_READOUT_FILE), int(sum(c.valid[: c.num_frames].sum() for c in train))
 
 
-def fit_lip_readout(dataset: str | Path, checkpoint: str | Path, command: str | None = None) -> dict:
-    """(Re)fit the lip readout of the audio student in ``checkpoint`` on ``dataset``'s real training clips
-    (those whose audio/video sync was established) and write it there. When the checkpoint also holds a
-    generator and the dataset has validation clips, measure the blend on them for each weight
-    (:func:`~teller_agent.train.evaluate.lip_readout_study`) after calibrating the blend's amplitude at the
-    default weight (:func:`~teller_agent.train.evaluate.calibrate_lip_readout_gain`); both go into the
-    checkpoint's info.
+def _fit_lip_readout(student: AudioStudent, train: list[Clip], ridge: float, features: list[np.ndarray] | None):
+    from ..eval.readout import fit_readout
+    from ..fmlg.tokenizer import MOUTH_DIM
 
-    Returns ``{"path", "clips", "frames", "speakers"}`` plus ``lip_readout_study`` and ``lip_readout_gain`` when
-    measured.
+    feats = features if features is not None else [student_features(student, c.audio, c.num_frames) for c in train]
+    return fit_readout(feats, [c.features[: c.num_frames, :MOUTH_DIM] for c in train], lam=ridge,
+                       weights=[c.valid[: c.num_frames] for c in train], anchor=silence_features(student))
+
+
+def silence_features(student: AudioStudent, seconds: float = 2.0) -> np.ndarray:
+    """(D,) float32 the student's features of digital silence: the mean over the frames after its first
+    second (by then the causal receptive field holds only silence)."""
+    frames = int(round(seconds * 25))
+    return student_features(student, np.zeros(frames * 640, np.float32), frames)[25:].mean(0)
+
+
+def fit_lip_readout(dataset: str | Path, checkpoint: str | Path, command: str | None = None,
+                    ridges: tuple[float, ...] = LIP_READOUT_RIDGES) -> dict:
+    """(Re)fit the lip readout of the audio student in ``checkpoint`` on ``dataset``'s real training clips
+    (those whose audio/video sync was established) with the ridge penalty :data:`LIP_READOUT_RIDGE`, and write
+    it there. When the checkpoint also holds a generator and the dataset has validation clips, measure on them:
+    lip sync at the default weight for each penalty in ``ridges``
+    (:func:`~teller_agent.train.evaluate.lip_readout_ridge_study`), then, after calibrating the blend's amplitude
+    at the default weight (:func:`~teller_agent.train.evaluate.calibrate_lip_readout_gain`), the blend for each
+    weight (:func:`~teller_agent.train.evaluate.lip_readout_study`); all go into the checkpoint's info.
+
+    Returns ``{"path", "clips", "frames", "speakers", "ridge"}`` plus ``lip_readout_ridge_study``,
+    ``lip_readout_study`` and ``lip_readout_gain`` when measured.
 
     Raises:
         CheckpointError: no student in ``checkpoint``; TellerError: the dataset has no such clips.
@@ -191,26 +214,30 @@ def fit_lip_readout(dataset: str | Path, checkpoint: str | Path, command: str | 
 
     from ..errors import TellerError
     from ..fmlg.checkpoint import load_student
-    from .evaluate import calibrate_lip_readout_gain, lip_readout_study
+    from .evaluate import calibrate_lip_readout_gain, lip_readout_ridge_study, lip_readout_study
 
     student = load_student(checkpoint)
     train = load_clips(dataset, split="train", kinds=("real",), usable_only=True)
     if not train:
         raise TellerError(f"dataset {dataset} has no real training clips to fit the lip readout on")
-    path, frames = save_lip_readout(Path(checkpoint), student, train)
-    info = {"path": str(path), "clips": len(train), "frames": frames, "speakers": len({c.speaker for c in train})}
+    features = [student_features(student, c.audio, c.num_frames) for c in train]
+    path, frames = save_lip_readout(Path(checkpoint), student, train, features=features)
+    info = {"path": str(path), "clips": len(train), "frames": frames, "speakers": len({c.speaker for c in train}),
+            "ridge": LIP_READOUT_RIDGE}
     config_path = Path(checkpoint) / "config.json"
     validation = load_clips(dataset, split="validation", kinds=("real",))
     if validation and json.loads(config_path.read_text()).get("generator"):
         from ..config import DEFAULT_LIP_READOUT
         from ..fmlg.checkpoint import record_info
 
+        readouts = {ridge: _fit_lip_readout(student, train, ridge, features) for ridge in ridges}
+        ridge_study = lip_readout_ridge_study(checkpoint, validation, readouts)
         gain = calibrate_lip_readout_gain(checkpoint, validation)
         study = lip_readout_study(checkpoint, validation)
-        record_info(checkpoint, {"lip_readout_fit": {k: info[k] for k in ("clips", "frames", "speakers")},
-                                 "lip_readout_study": study, "lip_readout_weight": DEFAULT_LIP_READOUT,
-                                 "lip_readout_command": command})
-        info.update(lip_readout_study=study, **gain)
+        record_info(checkpoint, {"lip_readout_fit": {k: info[k] for k in ("clips", "frames", "speakers", "ridge")},
+                                 "lip_readout_ridge_study": ridge_study, "lip_readout_study": study,
+                                 "lip_readout_weight": DEFAULT_LIP_READOUT, "lip_readout_command": command})
+        info.update(lip_readout_ridge_study=ridge_study, lip_readout_study=study, **gain)
     return info
 
 
