@@ -125,3 +125,23 @@ def test_render_threads_also_limit_numpys_blas_pool():
         set_render_threads(1)
         assert {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"} == {1}
         assert cv2.getNumThreads() == 1
+
+
+def test_thin_plate_spline_interpolates_its_points_and_reproduces_affine_maps():
+    """teller_agent/render/tps.py: exact at the control points, exact for an affine map everywhere, and the
+    per-frame float32 evaluation (OpenCV's log) agrees with a float64 numpy evaluation of the same spline."""
+    from teller_agent.render import tps
+
+    rng = np.random.default_rng(3)
+    centers = rng.uniform(-0.6, 0.6, (40, 2))
+    values = np.stack([np.sin(3 * centers[:, 0]) + centers[:, 1], np.cos(2 * centers[:, 1])], 1)
+    coef = tps.solve(centers, values)
+    assert np.allclose(tps.evaluate(coef, centers, centers), values, atol=1e-4)
+    affine = centers @ np.array([[0.3, -1.2], [0.8, 0.5]]) + np.array([0.1, -0.4])
+    points = rng.uniform(-1, 1, (500, 2)).astype(np.float32)
+    coef_affine = tps.solve(centers, affine)
+    expect = points.astype(np.float64) @ np.array([[0.3, -1.2], [0.8, 0.5]]) + np.array([0.1, -0.4])
+    assert np.allclose(tps.evaluate(coef_affine, centers, points), expect, atol=1e-4)
+    d2 = ((points[:, None, :].astype(np.float64) - centers[None]) ** 2).sum(-1)
+    reference = (d2 * np.log(np.maximum(d2, 1e-12))) @ coef[:40] + coef[40] + points @ coef[41:]
+    assert np.abs(tps.evaluate(coef, centers, points) - reference).max() < 1e-3 * np.abs(reference).max()

@@ -1,4 +1,4 @@
-"""Thin-plate spline interpolation in 2D (Bookstein 1989), numpy only.
+"""Thin-plate spline interpolation in 2D (Bookstein 1989), numpy with OpenCV's vectorised log.
 
 ``f(q) = a0 + a1 qx + a2 qy + sum_i w_i U(|q - c_i|)`` with ``U(r) = r^2 log r^2``
 interpolates values given at control points ``c_i`` with the least bending
@@ -8,18 +8,22 @@ keeps the system solvable when two control points nearly coincide.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 
 def _kernel(points: np.ndarray, centers: np.ndarray) -> np.ndarray:
-    """(M, N) float32 ``U(|p_m - c_n|) = r^2 log r^2``."""
-    d2 = (
-        (points * points).sum(1)[:, None]
-        + (centers * centers).sum(1)[None, :]
-        - 2.0 * points @ centers.T
-    )
+    """(M, N) ``U(|p_m - c_n|) = r^2 log r^2``, in the inputs' dtype (float32 per frame, float64 for the
+    solve). The per-frame float32 case takes the log from OpenCV, several times faster than numpy's
+    (within 1e-6 of it)."""
+    d2 = points @ centers.T
+    d2 *= -2.0
+    d2 += (points * points).sum(1)[:, None]
+    d2 += (centers * centers).sum(1)[None, :]
     np.maximum(d2, 1e-12, out=d2)
-    return d2 * np.log(d2)
+    log = cv2.log(d2) if d2.dtype == np.float32 and d2.ndim == 2 and d2.size else np.log(d2)
+    log *= d2
+    return log
 
 
 def solve(centers: np.ndarray, values: np.ndarray, regularization: float = 0.0) -> np.ndarray:

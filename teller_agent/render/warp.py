@@ -89,10 +89,13 @@ class HeadWarp:
         self.moving = np.kron(moving, np.ones((cell, cell), np.uint8))[:size, :size].astype(bool)
         gy, gx = np.mgrid[gy0:gy1, gx0:gx1].astype(np.float32)
         nodes_px = np.stack([gx, gy], -1).reshape(-1, 2) * cell + (cell - 1) / 2.0
-        self._nodes = (nodes_px / self.half - 1.0).astype(np.float32)
+        # The spline is evaluated only at nodes whose falloff is not zero (the others stay still).
+        self._active = np.flatnonzero(self._mask.ravel() > 0)
+        self._nodes = (nodes_px / self.half - 1.0).astype(np.float32)[self._active]
+        self._active_mask = self._mask.ravel()[self._active, None] * np.float32(self.half)
         x0, y0, x1, y1 = self.roi
         by, bx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-        self._base = (bx, by)
+        self._base = np.stack([bx, by], -1)  # (H, W, 2) identity map of the roi
 
     # -- geometry -----------------------------------------------------------
 
@@ -151,13 +154,13 @@ class HeadWarp:
         centers = dst[keep] / self.half - 1.0
         coef = tps.solve(centers, disp / self.half, regularization=1e-7)
         gx0, gy0, gx1, gy1 = self._grid_box
-        field = tps.evaluate(coef, centers, self._nodes).reshape(gy1 - gy0, gx1 - gx0, 2) * self._mask
-        field *= self.half
+        field = np.zeros(((gy1 - gy0) * (gx1 - gx0), 2), np.float32)
+        field[self._active] = tps.evaluate(coef, centers, self._nodes) * self._active_mask
         x0, y0, x1, y1 = self.roi
         cell = self.cell
-        dense = cv2.resize(field, ((gx1 - gx0) * cell, (gy1 - gy0) * cell), interpolation=cv2.INTER_LINEAR)
+        dense = cv2.resize(field.reshape(gy1 - gy0, gx1 - gx0, 2), ((gx1 - gx0) * cell, (gy1 - gy0) * cell),
+                           interpolation=cv2.INTER_LINEAR)
         dense = dense[: y1 - y0, : x1 - x0]
-        map_x = self._base[0] + dense[..., 0]
-        map_y = self._base[1] + dense[..., 1]
-        frame[y0:y1, x0:x1] = cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        dense += self._base
+        frame[y0:y1, x0:x1] = cv2.remap(self.image, dense, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         return frame
