@@ -94,7 +94,9 @@ def animate(
     renderer = WarpRenderer(avatar, grid=settings.render_grid)
     output = Path(output)
     sheet_frames: list[np.ndarray] = []
-    with VideoWriter(output, size=(avatar.size, avatar.size), audio=(pcm, sr) if pcm is not None else None) as writer:
+    # background: the next frame renders while this one is encoded
+    with VideoWriter(output, size=(avatar.size, avatar.size), audio=(pcm, sr) if pcm is not None else None,
+                     background=True) as writer:
         frames = renderer.render(motion)
         for i, frame in enumerate(tqdm(frames, total=num_frames, desc="animate", unit="frame", disable=not progress)):
             writer.write(frame)

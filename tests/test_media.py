@@ -160,14 +160,54 @@ def test_writer_audio_longer_than_video_is_kept_whole(tmp_path: Path) -> None:
     assert abs(info["audio_duration"] - 1.0) <= 1024 / 16000
 
 
+@pytest.mark.parametrize("background", [False, True])
 @pytest.mark.parametrize("exc", [RuntimeError("boom"), KeyboardInterrupt()])
-def test_writer_exception_leaves_no_file(tmp_path: Path, exc: BaseException) -> None:
+def test_writer_exception_leaves_no_file(tmp_path: Path, exc: BaseException, background: bool) -> None:
+    import threading
+
     out = tmp_path / "broken.mp4"
-    with pytest.raises(type(exc)), VideoWriter(out, size=(64, 48), audio=(tone(440, 1.0, 16000), 16000)) as w:
+    with pytest.raises(type(exc)), VideoWriter(out, size=(64, 48), audio=(tone(440, 1.0, 16000), 16000),
+                                               background=background) as w:
         for i in range(5):
             w.write(frame_for(i))
         raise exc
     assert leftovers(tmp_path) == []
+    assert "teller-encode" not in [t.name for t in threading.enumerate()]
+
+
+def test_background_writer_writes_the_same_video_and_reports_encoder_errors(tmp_path: Path) -> None:
+    """``VideoWriter(background=True)``: the same decoded frames and audio as encoding in the caller's
+    thread; an error in the worker is raised by the next write (or close), leaving no file and no thread."""
+    import threading
+
+    audio = (tone(440, 1.0, 16000), 16000)
+    paths = {}
+    for background in (False, True):
+        paths[background] = tmp_path / f"bg{int(background)}.mp4"
+        with VideoWriter(paths[background], size=(64, 48), audio=audio, background=background) as w:
+            for i in range(25):
+                w.write(frame_for(i))
+            assert w.frames_written == 25
+    a, b = (np.stack(list(read_video_frames(paths[k]))) for k in (False, True))
+    assert a.shape == b.shape == (25, 48, 64, 3) and np.array_equal(a, b)
+    assert probe(paths[True])["audio_duration"] == probe(paths[False])["audio_duration"]
+
+    out = tmp_path / "fails.mp4"
+    w = VideoWriter(out, size=(64, 48), audio=audio, background=True)
+    encode = w._encode
+
+    def failing(frame):
+        if w._n == 3:
+            raise OSError("disk full")
+        encode(frame)
+
+    w._encode = failing
+    with pytest.raises(OSError, match="disk full"):
+        for i in range(200):
+            w.write(frame_for(i % 25))
+        w.close()
+    assert not out.exists() and leftovers(tmp_path) == ["bg0.mp4", "bg1.mp4"]
+    assert "teller-encode" not in [t.name for t in threading.enumerate()]
 
 
 def test_writer_failure_keeps_previous_file(tmp_path: Path) -> None:

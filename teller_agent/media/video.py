@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import queue
+import threading
 from collections.abc import Iterator
 from fractions import Fraction
 from os import PathLike
@@ -30,6 +32,8 @@ __all__ = ["VideoWriter", "read_video_frames", "probe", "AAC_SAMPLE_RATES", "AAC
 #: to :data:`AAC_FALLBACK_RATE`.
 AAC_SAMPLE_RATES = frozenset({96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350})
 AAC_FALLBACK_RATE = 48000
+#: Frames a background :class:`VideoWriter` holds before :meth:`~VideoWriter.write` waits.
+BACKGROUND_QUEUE = 8
 
 # AVColorSpace / AVColorPrimaries / AVColorTransferCharacteristic BT.709 and AVCOL_RANGE_MPEG.
 _BT709 = 1
@@ -81,6 +85,10 @@ class VideoWriter:
         crf: x264 constant rate factor, 0 (lossless) to 51; lower is better.
         preset: x264 speed preset (``ultrafast`` ... ``veryslow``).
         audio_bitrate: AAC bit rate in bits per second.
+        background: encode in a worker thread: :meth:`write` checks and queues a copy of the frame
+            (at most :data:`BACKGROUND_QUEUE` wait) and returns, so the caller renders the next frame
+            while this one is encoded (PyAV releases the GIL while encoding). An encoding error is
+            raised by the next :meth:`write` or by :meth:`close`.
 
     Raises:
         ValueError: a suffix FFmpeg does not know; odd, zero or negative ``size``; bad ``fps``, ``crf`` or
@@ -100,6 +108,7 @@ class VideoWriter:
         crf: int = 20,
         preset: str = "veryfast",
         audio_bitrate: int = 128_000,
+        background: bool = False,
     ) -> None:
         self.path = Path(path)
         self.fps = _fps_fraction(fps)
@@ -123,6 +132,10 @@ class VideoWriter:
         self._n = 0
         self._frame_tb = Fraction(1) / self.fps
         self._closed = False
+        self._queue: queue.Queue | None = queue.Queue(BACKGROUND_QUEUE) if background else None
+        self._worker: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._accepted = 0
         try:
             self._container = av.open(
                 str(self._tmp),
@@ -139,11 +152,11 @@ class VideoWriter:
 
     @property
     def frames_written(self) -> int:
-        """Number of frames written so far."""
-        return self._n
+        """Number of frames written so far (with ``background``, accepted by :meth:`write`)."""
+        return self._accepted if self._queue is not None else self._n
 
     def write(self, frame: np.ndarray) -> None:
-        """Encode one frame.
+        """Encode one frame (with ``background``: check it and queue a copy for the worker thread).
 
         Args:
             frame: RGB image, ``uint8``, shape ``(H, W, 3)`` with ``(W, H)``
@@ -153,6 +166,7 @@ class VideoWriter:
         Raises:
             ValueError: wrong dtype, shape or size.
             RuntimeError: the writer is closed.
+            Any error the worker thread met encoding an earlier frame (the writer is then aborted).
         """
         if self._closed:
             raise RuntimeError(f"VideoWriter for {self.path} is closed; open a new one to write more frames")
@@ -165,22 +179,34 @@ class VideoWriter:
             raise ValueError(
                 f"frame is {a.shape[1]}x{a.shape[0]} (WxH) but the writer was opened for {self.size[0]}x{self.size[1]}"
             )
+        if self._queue is not None:
+            self._raise_worker_error()
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._encode_queued, name="teller-encode", daemon=True)
+                self._worker.start()
+            self._queue.put(np.array(a))
+            self._accepted += 1
+            return
         try:
-            if self._vstream is None:
-                self._open_streams()
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(a), format="rgb24")
-            vf = vf.reformat(format="yuv420p", dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG)
-            vf.pts = self._n
-            # Our own 1/fps, not self._vstream.time_base: the muxer changes the
-            # stream's time base when it writes the header (mp4: 1/12800).
-            vf.time_base = self._frame_tb
-            self._container.mux(self._vstream.encode(vf))
-            self._n += 1
-            # Keep the audio abreast of the video so the file is interleaved.
-            self._feed_audio(upto=self._n / self.fps)
+            self._encode(a)
         except BaseException:
             self.abort()
             raise
+
+    def _encode(self, a: np.ndarray) -> None:
+        """Encode one checked frame (and the audio up to its end); the caller cleans up on errors."""
+        if self._vstream is None:
+            self._open_streams()
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(a), format="rgb24")
+        vf = vf.reformat(format="yuv420p", dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG)
+        vf.pts = self._n
+        # Our own 1/fps, not self._vstream.time_base: the muxer changes the
+        # stream's time base when it writes the header (mp4: 1/12800).
+        vf.time_base = self._frame_tb
+        self._container.mux(self._vstream.encode(vf))
+        self._n += 1
+        # Keep the audio abreast of the video so the file is interleaved.
+        self._feed_audio(upto=self._n / self.fps)
 
     def close(self) -> Path:
         """Flush the encoders, finish the file and move it to ``path``.
@@ -193,6 +219,8 @@ class VideoWriter:
         """
         if self._closed:
             return self.path
+        self._stop_worker()
+        self._raise_worker_error()
         try:
             if self._n == 0:
                 raise ValueError(f"no frames were written to {self.path}; nothing to save")
@@ -213,6 +241,7 @@ class VideoWriter:
         """Stop without saving: close the encoder and delete the temporary file.
         ``path`` is left untouched. Safe to call more than once."""
         self._closed = True
+        self._stop_worker(discard=True)
         c, self._container = self._container, None
         if c is not None:
             with contextlib.suppress(BaseException):  # best effort: we are already failing
@@ -239,6 +268,34 @@ class VideoWriter:
             self.abort()
 
     # -- internals ------------------------------------------------------------
+
+    def _encode_queued(self) -> None:
+        """The worker thread: encode queued frames until ``None``; after an error only drain the queue."""
+        assert self._queue is not None
+        while (frame := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._encode(frame)
+                except BaseException as exc:  # raised in the caller's thread by write() or close()
+                    self._error = exc
+
+    def _stop_worker(self, discard: bool = False) -> None:
+        """End the worker after the queued frames (``discard``: drop them) and wait for it."""
+        worker, self._worker = self._worker, None
+        if worker is None or self._queue is None:
+            return
+        if discard:
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    self._queue.get_nowait()
+        self._queue.put(None)
+        worker.join()
+
+    def _raise_worker_error(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            self.abort()
+            raise error
 
     def _open_streams(self) -> None:
         w, h = self.size  # type: ignore[misc]
