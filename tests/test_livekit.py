@@ -50,6 +50,35 @@ def server():
     srv.stop()
 
 
+def test_the_server_starts_on_fresh_ports_when_a_chosen_port_is_taken_meanwhile(monkeypatch):
+    """A port that was free when chosen can be taken before the server binds it (CI saw
+    "bind: address already in use"): start() tries fresh ports instead of failing."""
+    import socket
+
+    from teller_agent.live import server as S
+
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    taken, real, picks = blocker.getsockname()[1], S.free_port, []
+
+    def free_port(kind=socket.SOCK_STREAM):
+        picks.append(kind)
+        return taken if len(picks) == 1 else real(kind)  # the first pick is taken by the time the server binds
+
+    monkeypatch.setattr(S, "free_port", free_port)
+    try:
+        srv = LocalLiveKitServer().start()
+    except LiveKitServerError as e:
+        pytest.fail(str(e))
+    finally:
+        blocker.close()
+    try:
+        assert srv.port != taken and len(picks) == 6  # two launches, three ports each
+    finally:
+        srv.stop()
+
+
 @pytest.fixture(scope="module")
 def sentence():
     from teller_agent.data.espeak import synthesize

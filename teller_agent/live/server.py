@@ -55,6 +55,10 @@ def find_server_binary() -> Path:
     raise LiveKitServerError(f"no LiveKit server binary found; {INSTALL_HINT}")
 
 
+#: Launches :meth:`LocalLiveKitServer.start` tries when a chosen port is taken before the server binds it.
+START_ATTEMPTS = 3
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
     """A port on 127.0.0.1 that is free right now (TCP by default)."""
     with socket.socket(socket.AF_INET, kind) as s:
@@ -94,13 +98,21 @@ class LocalLiveKitServer:
         return self._rtc_ports[0]
 
     def start(self) -> LocalLiveKitServer:
-        """Start on free loopback ports.
+        """Start on free loopback ports. A port is free when chosen but may be taken before the server
+        binds it (another process's connection or server): then fresh ports are tried, up to
+        :data:`START_ATTEMPTS` times in all.
 
         Raises:
             LiveKitServerError: the binary is missing or the server did not come up (its log is in the message).
         """
-        self.port, self._rtc_ports = free_port(), (free_port(), free_port(socket.SOCK_DGRAM))
-        return self._launch()
+        for attempt in range(START_ATTEMPTS):
+            self.port, self._rtc_ports = free_port(), (free_port(), free_port(socket.SOCK_DGRAM))
+            try:
+                return self._launch()
+            except LiveKitServerError as exc:
+                if "address already in use" not in str(exc) or attempt == START_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def restart(self) -> LocalLiveKitServer:
         """Stop the server and start a fresh one (no rooms) on the same ports: what clients see when
@@ -130,8 +142,8 @@ class LocalLiveKitServer:
         )
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                break
+            if self._proc.poll() is not None or "address already in use" in self.log_tail():
+                break  # exited, or cannot bind a port (it may stay up without serving)
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=1) as r:
                     if r.status == 200:
@@ -140,7 +152,9 @@ class LocalLiveKitServer:
                 time.sleep(0.1)
         log = self.log_tail()
         self.stop()
-        raise LiveKitServerError(f"the LiveKit server ({binary}) did not start within {self.timeout:.0f} s; log:\n{log}")
+        why = ("could not bind its port" if "address already in use" in log
+               else f"did not start within {self.timeout:.0f} s")
+        raise LiveKitServerError(f"the LiveKit server ({binary}) {why}; log:\n{log}")
 
     def log_tail(self, lines: int = 30) -> str:
         """The last lines of the server's log."""
