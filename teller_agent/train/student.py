@@ -25,9 +25,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..audio.encoder import SAMPLES_PER_FRAME
 from ..audio.features import HOP_ALIGNED_LEAD, MELS_PER_FRAME, log_mel
 from ..audio.student import AudioStudent, StudentConfig, stack_mel
 from ..audio.whisper import WHISPER_BASE, SliceConfig, WhisperFeatures, load_whisper_encoder
+from ..config import FPS
 from ..data.augment import AugmentConfig, augment
 from .dataset import Clip, clip_features, features_key, load_clips
 from .plots import plot_curves
@@ -164,8 +166,8 @@ def save_lip_readout(folder: Path, student: AudioStudent, train: list[Clip], rid
     ridge regression (penalty ``ridge``) from ``student``'s features of each frame to that frame's mouth
     expression deltas (``MOUTH_DIM``), on the real clips ``train`` of the training speakers (tracked frames
     only), anchored at silence (:func:`silence_features` maps to zero deltas, the rest face, and the penalty
-    shrinks toward that closed mouth rather than toward the mean mouth of speech). ``features``: the clips' (T_i, D) student features when already computed.
-    Returns (its path, the frames it was fitted on).
+    shrinks toward that closed mouth rather than toward the mean mouth of speech). ``features``: the clips'
+    (T_i, D) student features when already computed. Returns (its path, the frames it was fitted on).
 
     Raises:
         ValueError: no clips.
@@ -190,8 +192,8 @@ def _fit_lip_readout(student: AudioStudent, train: list[Clip], ridge: float, fea
 def silence_features(student: AudioStudent, seconds: float = 2.0) -> np.ndarray:
     """(D,) float32 the student's features of digital silence: the mean over the frames after its first
     second (by then the causal receptive field holds only silence)."""
-    frames = int(round(seconds * 25))
-    return student_features(student, np.zeros(frames * 640, np.float32), frames)[25:].mean(0)
+    frames = int(round(seconds * FPS))
+    return student_features(student, np.zeros(frames * SAMPLES_PER_FRAME, np.float32), frames)[FPS:].mean(0)
 
 
 def fit_lip_readout(dataset: str | Path, checkpoint: str | Path, command: str | None = None,
