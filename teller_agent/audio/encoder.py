@@ -18,10 +18,7 @@ import torch
 from torch import nn
 
 from ..modules.causal_conv import CausalConvStack
-from .features import HOP_LENGTH, MELS_PER_FRAME, N_MELS, WIN_LENGTH, log_mel
-
-#: Samples of 16 kHz audio per 25 fps video frame.
-SAMPLES_PER_FRAME = MELS_PER_FRAME * HOP_LENGTH
+from .features import HOP_LENGTH, MELS_PER_FRAME, N_MELS, SAMPLES_PER_FRAME, WIN_LENGTH, log_mel
 
 
 class CausalAudioEncoder(nn.Module):

@@ -29,6 +29,8 @@ SAMPLE_RATE = 16_000
 N_MELS, WIN_LENGTH, HOP_LENGTH = 80, 400, 160
 #: Mel frames per 25 fps video frame (40 ms / 10 ms).
 MELS_PER_FRAME = 4
+#: Samples of 16 kHz audio per 25 fps video frame.
+SAMPLES_PER_FRAME = MELS_PER_FRAME * HOP_LENGTH
 #: Silence put before the audio so that every mel frame ends on its hop (see the module docstring).
 HOP_ALIGNED_LEAD = WIN_LENGTH - HOP_LENGTH
 _LOG_FLOOR = -8.0

@@ -51,14 +51,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import TellerError
-from .features import HOP_ALIGNED_LEAD, MELS_PER_FRAME, N_MELS, log_mel
+from .features import HOP_ALIGNED_LEAD, MELS_PER_FRAME, N_MELS, SAMPLES_PER_FRAME, log_mel
 
 log = logging.getLogger(__name__)
 
 #: Log-mel value of digital silence (the feature floor of :func:`~teller_agent.audio.features.log_mel`).
 SILENCE_MEL = -1.0
-#: Samples of 16 kHz audio per 25 fps video frame.
-SAMPLES_PER_FRAME = MELS_PER_FRAME * 160
 #: Transformer layers of the encoder whose output is the feature (of Whisper base's 6).
 DEFAULT_LAYERS = 2
 

@@ -144,7 +144,7 @@ def align_clip(offset: int, audio: np.ndarray, *frames):
     Returns:
         ``(audio, *frames)``, cut.
     """
-    from ..audio.encoder import SAMPLES_PER_FRAME
+    from ..audio.features import SAMPLES_PER_FRAME
 
     if not offset:
         return (audio, *frames)

@@ -187,7 +187,7 @@ def load_real_clip(path: str | Path, max_seconds: float | None = None, offset: i
     Raises:
         AudioLoadError: no speech; TellerError: no face tracked; FileNotFoundError, ValueError: not a video.
     """
-    from ..audio.encoder import SAMPLES_PER_FRAME
+    from ..audio.features import SAMPLES_PER_FRAME
     from ..data.extract import fit_motion, track_landmarks
     from ..data.speakers import load_speakers
     from ..data.sync import align_clip, correction_of

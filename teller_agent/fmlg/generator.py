@@ -62,7 +62,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..audio.encoder import SAMPLES_PER_FRAME
+from ..audio.features import MELS_PER_FRAME, N_MELS, SAMPLES_PER_FRAME, WIN_LENGTH, LogMelStream
+from ..audio.resampler import StreamResampler, as_mono_float
 from ..config import (
     DEFAULT_LIP_PARTICLES,
     DEFAULT_LIP_READOUT,
@@ -70,11 +71,9 @@ from ..config import (
     DEFAULT_TEMPERATURE_MOUTH,
     DEFAULT_TOP_K,
 )
-from ..audio.resampler import StreamResampler, as_mono_float
-from ..audio.features import MELS_PER_FRAME, N_MELS, WIN_LENGTH, LogMelStream
 from ..errors import CheckpointError
-from ..motion.latent import MotionLatent
 from ..modules.causal_conv import ConvStackStepper
+from ..motion.latent import MotionLatent
 from .audio_stream import make_audio_stream
 from .checkpoint import FMLGCheckpoint, load_checkpoint
 from .qwen2_step import Qwen2Stepper

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio.encoder import SAMPLES_PER_FRAME, clip_mel
+from ..audio.encoder import clip_mel
+from ..audio.features import SAMPLES_PER_FRAME
 from ..data.extract import load_record
 from ..data.sync import align_clip
 from ..errors import TellerError

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..audio.encoder import SAMPLES_PER_FRAME
-from ..audio.features import SAMPLE_RATE
+from ..audio.features import SAMPLE_RATE, SAMPLES_PER_FRAME
 from ..audio.loudness import loudness_envelope
 from ..eval.metrics import best_lag, mouth_opening, pearson, speaker_mean, velocity
 from ..fmlg.generator import MotionGenerator

@@ -25,8 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..audio.encoder import SAMPLES_PER_FRAME
-from ..audio.features import HOP_ALIGNED_LEAD, MELS_PER_FRAME, log_mel
+from ..audio.features import HOP_ALIGNED_LEAD, MELS_PER_FRAME, SAMPLES_PER_FRAME, log_mel
 from ..audio.student import AudioStudent, StudentConfig, stack_mel
 from ..audio.whisper import WHISPER_BASE, SliceConfig, WhisperFeatures, load_whisper_encoder
 from ..config import FPS
