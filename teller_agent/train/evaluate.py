@@ -192,6 +192,41 @@ def _calibrate_gain(checkpoint, clips: list[Clip], seeds: tuple[int, ...], gain:
 LIP_READOUT_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
+def _variant_sync(clips: list[Clip], seeds: tuple[int, ...], max_seconds: float, variants) -> tuple[dict, float]:
+    """Lip sync of several variants of generated motion features on each clip, averaged over ``seeds``.
+
+    Args:
+        variants: ``(clip, audio, frames, seed) -> {key: (T, F) motion features}`` for the first ``frames``
+            frames of the clip (``audio``: their 16 kHz samples).
+
+    Returns ``({key: {"r", "best_lag", "std"}}, real std)``: speaker means
+    (:func:`~teller_agent.eval.metrics.speaker_mean`) of each clip's seed-mean r at lag 0, best lag (frames)
+    and mouth-opening standard deviation, and of the real mouth opening's standard deviation.
+    """
+    per_clip: dict = {}  # key -> {"r": [], "best_lag": [], "std": []}, one entry per clip
+    true_std = []
+    for clip in clips:
+        frames = min(clip.num_frames, int(max_seconds * 25))
+        audio = clip.audio[: frames * SAMPLES_PER_FRAME]
+        takes: dict = {}  # key -> (r, best lag, std) per seed
+        for seed in seeds:
+            feats = variants(clip, audio, frames, seed)
+            n = min([frames] + [len(f) for f in feats.values()])
+            true = clip_mouth_opening(clip, clip.features[:n])
+            for key, f in feats.items():
+                pred = clip_mouth_opening(clip, f[:n])
+                takes.setdefault(key, []).append((pearson(pred, true), best_lag(pred, true), np.std(pred)))
+        true_std.append(float(np.std(true)))
+        for key, rows in takes.items():
+            stats = per_clip.setdefault(key, {"r": [], "best_lag": [], "std": []})
+            for name, values in zip(("r", "best_lag", "std"), zip(*rows)):
+                stats[name].append(float(np.mean(values)))
+    speakers = [c.speaker or c.id for c in clips]
+    counts = [min(c.num_frames, int(max_seconds * 25)) for c in clips]
+    return ({key: {name: speaker_mean(values, speakers, counts) for name, values in stats.items()}
+             for key, stats in per_clip.items()}, speaker_mean(true_std, speakers, counts))
+
+
 def lip_readout_ridge_study(checkpoint, clips: list[Clip], readouts: dict, seeds: tuple[int, ...] = (0, 1, 2),
                             max_seconds: float = 20.0) -> list[dict]:
     """Validation lip sync of the blend at the default weight (:data:`~teller_agent.config.DEFAULT_LIP_READOUT`)
@@ -222,30 +257,21 @@ def lip_readout_ridge_study(checkpoint, clips: list[Clip], readouts: dict, seeds
     gen = MotionGenerator(ck, temperature_mouth=default_eval_temperatures()[0], lip_particles=default_lip_particles(),
                           lip_readout=0.0)
     w = DEFAULT_LIP_READOUT
-    stats: dict = {key: {"r": [], "lag": []} for key in readouts}
-    for clip in clips:
-        frames = min(clip.num_frames, int(max_seconds * 25))
-        audio = clip.audio[: frames * SAMPLES_PER_FRAME]
-        lips = {key: ro(student_features(ck.student, audio, frames)) for key, ro in readouts.items()}
-        per: dict = {key: ([], []) for key in readouts}
-        for seed in seeds:
-            gen.seed = seed
-            f0 = motion_to_features(gen.generate(audio, SAMPLE_RATE))
-            n = min(frames, len(f0))
-            true = clip_mouth_opening(clip, clip.features[:n])
-            for key in readouts:
-                f = f0[:n].copy()
-                f[:, :MOUTH_DIM] = (1 - w) * f0[:n, :MOUTH_DIM] + w * lips[key][:n]
-                pred = clip_mouth_opening(clip, f)
-                per[key][0].append(pearson(pred, true))
-                per[key][1].append(best_lag(pred, true))
-        for key in readouts:
-            stats[key]["r"].append(float(np.mean(per[key][0])))
-            stats[key]["lag"].append(float(np.mean(per[key][1])))
-    speakers = [c.speaker or c.id for c in clips]
-    counts = [min(c.num_frames, int(max_seconds * 25)) for c in clips]
-    return [{"ridge": key, "r": round(speaker_mean(stats[key]["r"], speakers, counts), 4),
-             "best_lag": round(speaker_mean(stats[key]["lag"], speakers, counts), 3)} for key in readouts]
+
+    def variants(clip: Clip, audio: np.ndarray, frames: int, seed: int) -> dict:
+        gen.seed = seed
+        f0 = motion_to_features(gen.generate(audio, SAMPLE_RATE))
+        student = student_features(ck.student, audio, frames)
+        out = {}
+        for key, ro in readouts.items():
+            f = f0[:frames].copy()
+            f[:, :MOUTH_DIM] = (1 - w) * f[:, :MOUTH_DIM] + w * ro(student)[: len(f)]
+            out[key] = f
+        return out
+
+    stats, _ = _variant_sync(clips, seeds, max_seconds, variants)
+    return [{"ridge": key, "r": round(stats[key]["r"], 4), "best_lag": round(stats[key]["best_lag"], 3)}
+            for key in readouts]
 
 
 def lip_readout_study(checkpoint, clips: list[Clip], weights: tuple[float, ...] = LIP_READOUT_WEIGHTS,
@@ -273,32 +299,18 @@ def lip_readout_study(checkpoint, clips: list[Clip], weights: tuple[float, ...] 
     blend_gain, ck.generator.cfg.lip_readout_gain = ck.generator.cfg.lip_readout_gain, 1.0  # mixed here
     ends = [MotionGenerator(ck, temperature_mouth=default_eval_temperatures()[0],
                             lip_particles=default_lip_particles(), lip_readout=w) for w in (0.0, 1.0)]
-    stats: dict[float, dict[str, list]] = {w: {"r": [], "lag": [], "std": []} for w in weights}
-    true_std = []  # per clip, the real mouth opening's standard deviation
-    for clip in clips:
-        frames = min(clip.num_frames, int(max_seconds * 25))
-        audio = clip.audio[: frames * SAMPLES_PER_FRAME]
-        per = {w: ([], [], []) for w in weights}
-        for seed in seeds:
-            for gen in ends:
-                gen.seed = seed
-            f0, f1 = (motion_to_features(gen.generate(audio, SAMPLE_RATE)) for gen in ends)
-            n = min(frames, len(f0))
-            true = clip_mouth_opening(clip, clip.features[:n])
-            for w in weights:
-                f = f0[:n].copy()
-                f[:, :MOUTH_DIM] = ((1 - w) * f0[:n, :MOUTH_DIM] + w * f1[:n, :MOUTH_DIM]) * (blend_gain if w > 0 else 1.0)
-                pred = clip_mouth_opening(clip, f)
-                per[w][0].append(pearson(pred, true))
-                per[w][1].append(best_lag(pred, true))
-                per[w][2].append(np.std(pred))
-        true_std.append(float(np.std(true)))
+
+    def variants(clip: Clip, audio: np.ndarray, frames: int, seed: int) -> dict:
+        for gen in ends:
+            gen.seed = seed
+        f0, f1 = (motion_to_features(gen.generate(audio, SAMPLE_RATE)) for gen in ends)
+        out = {}
         for w in weights:
-            for key, values in zip(("r", "lag", "std"), per[w]):
-                stats[w][key].append(float(np.mean(values)))
-    speakers = [c.speaker or c.id for c in clips]
-    counts = [min(c.num_frames, int(max_seconds * 25)) for c in clips]
-    real_std = speaker_mean(true_std, speakers, counts)
-    return [{"weight": w, "r": round(speaker_mean(stats[w]["r"], speakers, counts), 4),
-             "best_lag": round(speaker_mean(stats[w]["lag"], speakers, counts), 3),
-             "std_ratio": round(speaker_mean(stats[w]["std"], speakers, counts) / real_std, 3)} for w in weights]
+            f = f0.copy()
+            f[:, :MOUTH_DIM] = ((1 - w) * f0[:, :MOUTH_DIM] + w * f1[:, :MOUTH_DIM]) * (blend_gain if w > 0 else 1.0)
+            out[w] = f
+        return out
+
+    stats, real_std = _variant_sync(clips, seeds, max_seconds, variants)
+    return [{"weight": w, "r": round(stats[w]["r"], 4), "best_lag": round(stats[w]["best_lag"], 3),
+             "std_ratio": round(stats[w]["std"] / real_std, 3)} for w in weights]
