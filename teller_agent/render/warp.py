@@ -63,6 +63,9 @@ class HeadWarp:
 
     def __init__(self, image: np.ndarray, portrait: PortraitKeypoints, grid: int = DEFAULT_RENDER_GRID, falloff: float = 0.35):
         self.image = image
+        # OpenCV's remap has a vectorised path for 4 channels that 3-channel images miss
+        # (the same pixels, faster: docs/results/design_measurements.md): the warp samples an RGBA copy
+        self._image_rgba = cv2.cvtColor(image, cv2.COLOR_RGB2RGBA)
         self.portrait = portrait
         self.size = size = image.shape[0]
         self.half = size / 2.0
@@ -162,5 +165,6 @@ class HeadWarp:
                            interpolation=cv2.INTER_LINEAR)
         dense = dense[: y1 - y0, : x1 - x0]
         dense += self._base
-        frame[y0:y1, x0:x1] = cv2.remap(self.image, dense, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        warped = cv2.remap(self._image_rgba, dense, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        frame[y0:y1, x0:x1] = cv2.cvtColor(warped, cv2.COLOR_RGBA2RGB)
         return frame
