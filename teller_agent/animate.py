@@ -7,6 +7,7 @@ without audio) or read from a motion ``.npz``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,10 +41,26 @@ def fit_length(motion: MotionLatent, num_frames: int) -> MotionLatent:
     return MotionLatent.from_flat(np.concatenate([flat, pad]), motion.num_keypoints, motion.space)
 
 
+def fit_stream(chunks: Iterable[MotionLatent], num_frames: int) -> Iterator[MotionLatent]:
+    """:func:`fit_length` for motion arriving in chunks: yields them trimmed to ``num_frames`` frames in
+    all, then holds the last frame (or the neutral face) for any frames still missing."""
+    done, last = 0, None
+    for chunk in chunks:
+        if done >= num_frames:
+            break
+        chunk = chunk[: num_frames - done]
+        if len(chunk):
+            done += len(chunk)
+            last = chunk
+            yield chunk
+    if done < num_frames:
+        yield fit_length(last[len(last) - 1 :] if last is not None else FACE68.neutral(0), num_frames - done)
+
+
 def animate(
     output: str | Path,
     image: str | Path | np.ndarray | None = None,
-    motion: MotionLatent | str | Path | None = None,
+    motion: MotionLatent | Iterable[MotionLatent] | str | Path | None = None,
     audio: str | Path | tuple[np.ndarray, int] | None = None,
     seconds: float = 5.0,
     contact_sheet_path: str | Path | None = None,
@@ -57,7 +74,9 @@ def animate(
         output: the ``.mp4`` to write (atomically: a failure leaves no file).
         image: portrait path or (H, W, 3) uint8 RGB array; None: ``settings.avatar_image``
             or the bundled default portrait.
-        motion: a :class:`MotionLatent`, a motion ``.npz`` path, or None for procedural motion.
+        motion: a :class:`MotionLatent`, a motion ``.npz`` path, None for procedural motion, or an
+            iterable of :class:`MotionLatent` chunks rendered as they arrive (e.g. from
+            :class:`~teller_agent.fmlg.worker.BackgroundGeneration`; then ``audio`` sets the length).
         audio: optional audio file (WAV/MP3/M4A/OGG...) or decoded ``(pcm (N,) float32, sample_rate)``.
             The video lasts as long as the audio (to the nearest frame); procedural mouth
             motion follows its loudness.
@@ -71,8 +90,11 @@ def animate(
     """
     settings = settings or TellerSettings()
     set_render_threads(settings.render_threads)
-    if motion is not None and not isinstance(motion, MotionLatent):
+    if isinstance(motion, (str, Path)):
         motion = MotionLatent.load(motion, space=FACE68.name)
+    streamed = motion is not None and not isinstance(motion, MotionLatent)
+    if streamed and audio is None:
+        raise ValueError("motion given in chunks needs the audio to know the video's length")
     if audio is None:
         pcm, sr = None, 0
     elif isinstance(audio, tuple):
@@ -88,7 +110,7 @@ def animate(
     if motion is None:
         mouth = loudness_envelope(pcm, sr)[:num_frames] if pcm is not None else None
         motion = procedural_motion(num_frames, seed=settings.seed, mouth=mouth)
-    motion = fit_length(motion, num_frames)
+    chunks = fit_stream(motion if streamed else [motion], num_frames)
 
     avatar = prepare_avatar(image, settings)
     renderer = WarpRenderer(avatar, grid=settings.render_grid)
@@ -97,7 +119,7 @@ def animate(
     # background: the next frame renders while this one is encoded
     with VideoWriter(output, size=(avatar.size, avatar.size), audio=(pcm, sr) if pcm is not None else None,
                      background=True) as writer:
-        frames = renderer.render(motion)
+        frames = (frame for chunk in chunks for frame in renderer.render(chunk))
         for i, frame in enumerate(tqdm(frames, total=num_frames, desc="animate", unit="frame", disable=not progress)):
             writer.write(frame)
             if contact_sheet_path is not None and i % every == 0:

@@ -2,6 +2,9 @@
 
 Speech -> :class:`~teller_agent.fmlg.MotionGenerator` (FMLG motion tokens ->
 motion latent) -> :class:`~teller_agent.render.WarpRenderer` -> H.264 + AAC mp4.
+The generator runs in a child process (:class:`~teller_agent.fmlg.worker.BackgroundGeneration`)
+while this one prepares the portrait, renders the frames already generated and encodes them
+(in a thread): on two cores the three stages overlap instead of taking turns.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from .animate import animate
 from .config import TellerSettings
 from .data.espeak import synthesize
 from .fmlg.generator import MotionGenerator
+from .fmlg.worker import BackgroundGeneration
 from .media import load_audio
+from .motion import MotionLatent
 
 
 @dataclass
@@ -61,12 +66,19 @@ def render_speech(
         pcm, sr = load_audio(audio, sample_rate=None)
     settings = settings or TellerSettings()
     torch.set_num_threads(1)
-    generator = MotionGenerator.from_settings(settings)
-    motion = generator.generate(pcm, sr)  # resampled to 16 kHz inside
+    received = []
+
+    def kept(chunks):
+        for chunk in chunks:
+            received.append(chunk)
+            yield chunk
+
+    with BackgroundGeneration(lambda: MotionGenerator.from_settings(settings), pcm, sr) as chunks:  # resampled to 16 kHz inside
+        result = animate(output, image=image, motion=kept(chunks) if motion_out is not None else chunks,
+                         audio=(pcm, sr), contact_sheet_path=contact_sheet_path, every=every,
+                         settings=settings, progress=progress)
     if motion_out is not None:
-        motion.save(motion_out)
-    result = animate(output, image=image, motion=motion, audio=(pcm, sr), contact_sheet_path=contact_sheet_path,
-                     every=every, settings=settings, progress=progress)
+        MotionLatent.concatenate(received).save(motion_out)
     elapsed = time.perf_counter() - start
     return RenderResult(result.video, result.frames, result.seconds, result.contact_sheet,
                         elapsed / max(result.seconds, 1e-9))

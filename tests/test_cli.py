@@ -65,6 +65,32 @@ def test_animate_from_a_motion_file(tmp_path, env):
     assert probe(out)["frame_count"] == 12
 
 
+def test_motion_in_chunks_is_trimmed_or_held_to_the_audio():
+    from teller_agent.animate import fit_stream
+    from teller_agent.motion import MotionLatent, procedural_motion
+
+    motion = procedural_motion(9, seed=1)
+    chunks = [motion[0:3], motion[3:6], motion[6:9]]
+    assert [len(c) for c in fit_stream(chunks, 7)] == [3, 3, 1]
+    longer = list(fit_stream(chunks, 11))
+    assert [len(c) for c in longer] == [3, 3, 3, 2]
+    flat = MotionLatent.concatenate(longer).flat()
+    np.testing.assert_array_equal(flat[:9], motion.flat())
+    np.testing.assert_array_equal(flat[9:], np.repeat(motion.flat()[-1:], 2, axis=0))  # the last frame held
+    assert sum(len(c) for c in fit_stream([], 4)) == 4  # nothing generated: the neutral face
+
+
+def test_render_with_a_missing_model_names_it_and_writes_nothing(tmp_path, env, capsys):
+    wav = tmp_path / "speech.wav"
+    sf.write(wav, _speech_like(1.0, 16000), 16000)
+    out = tmp_path / "never.mp4"
+    code = main(["render", "--audio", str(wav), "--model", str(tmp_path / "no-model"), "-o", str(out), "-q"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "no-model" in err and "Traceback" not in err
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if "partial" in p.name]
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -61,13 +61,16 @@ def test_checkpoint_round_trip_is_small_and_loads(tiny_checkpoint):
 
 @pytest.mark.parametrize("chunk_ms", [10, 20, 160, 1000])
 def test_chunked_equals_one_shot(tiny_checkpoint, chunk_ms):
+    """Chunking changes nothing but float rounding: the frames a push completes are encoded and
+    decoded in one batch (so the BLAS sums may group differently), and every sampled token is the
+    same (a different token would move the features by far more than the tolerance)."""
     pcm = _speech(1.5, 16000)
     gen = MotionGenerator(tiny_checkpoint, seed=7)
     whole = gen.generate(pcm, 16000)
     gen.reset()
     chunked = _stream(gen, pcm, 16000, chunk_ms)
     assert len(whole) == len(chunked) == round(1.5 * 25)
-    np.testing.assert_array_equal(chunked.flat(), whole.flat())
+    np.testing.assert_allclose(chunked.flat(), whole.flat(), rtol=0, atol=1e-5)
 
 
 def test_the_students_numpy_streamer_matches_its_torch_step():
@@ -343,3 +346,39 @@ def test_qwen2_stepper_matches_qwen2model_with_its_cache():
         for i in range(3):
             want = backbone(inputs_embeds=batch[i : i + 1], use_cache=False).last_hidden_state[0]
             torch.testing.assert_close(outs[i], want, atol=1e-5, rtol=1e-4)
+
+
+def _generation_children() -> list:
+    import multiprocessing as mp
+
+    return [p for p in mp.active_children() if p.name == "teller-generate"]
+
+
+def test_background_generation_streams_what_generate_returns(tiny_checkpoint):
+    import sys
+
+    from teller_agent.fmlg.worker import BackgroundGeneration
+
+    pcm = _speech(2.0, 22050)
+    whole = MotionGenerator(tiny_checkpoint, seed=3).generate(pcm, 22050)
+    with BackgroundGeneration(lambda: MotionGenerator(tiny_checkpoint, seed=3), pcm, 22050, chunk_s=0.3) as chunks:
+        assert chunks.forked == sys.platform.startswith("linux")
+        parts = list(chunks)
+    assert len(parts) > 1 and sum(len(p) for p in parts) == len(whole) == 50
+    np.testing.assert_allclose(MotionLatent.concatenate(parts).flat(), whole.flat(), rtol=0, atol=1e-5)
+    assert not _generation_children()
+
+
+def test_background_generation_raises_the_childs_error_and_stops_it(tmp_path, tiny_checkpoint):
+    from teller_agent.fmlg.worker import BackgroundGeneration
+
+    with BackgroundGeneration(lambda: MotionGenerator(tmp_path / "nowhere"), _speech(1.0, 16000), 16000) as chunks:
+        with pytest.raises(CheckpointError, match="config.json missing") as info:
+            list(chunks)
+    if chunks.forked:  # the child's traceback comes along
+        assert any("motion generator's process" in note for note in getattr(info.value, "__notes__", []))
+    assert not _generation_children()
+    # leaving early (e.g. the portrait had no face) stops a child that is still generating
+    with BackgroundGeneration(lambda: MotionGenerator(tiny_checkpoint), _speech(60.0, 16000), 16000) as chunks:
+        assert len(next(iter(chunks))) > 0
+    assert not _generation_children()

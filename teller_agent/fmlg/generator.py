@@ -243,26 +243,31 @@ class MotionGenerator:
     @torch.inference_mode()
     def _advance(self, mel: np.ndarray, limit: int | None = None) -> MotionLatent:
         pending = np.concatenate([self._mel_pending, mel]) if len(mel) else self._mel_pending
-        frames = []
-        while len(pending) >= MELS_PER_FRAME and (limit is None or self._frame < limit):
-            # one video frame of mel at a time: a frame is made as soon as its audio is in
-            embs = self._audio.push(pending[:MELS_PER_FRAME])
+        mouth_q, head_q = [], []
+        # every whole video frame of mel in one encoder call, and the frames' codes in one decoder call
+        # (both causal: the same features as frame by frame); a frame is made as soon as its audio
+        # and look-ahead are in
+        usable = len(pending) - len(pending) % MELS_PER_FRAME
+        if usable and (limit is None or self._frame < limit):
+            embs = self._audio.push(pending[:usable])
             raw = self._audio.features
-            pending = pending[MELS_PER_FRAME:]
-            for i, emb in enumerate(embs):
+            pending = pending[usable:]
+            for emb in embs:
                 if limit is not None and self._frame >= limit:
                     break
-                features = self._decode(self._sample_tokens(emb))
-                if self._readout is not None:
-                    w, b = self._readout
-                    lips = torch.from_numpy(raw[i] @ w + b)
-                    features[0, :MOUTH_DIM] += self.lip_readout * (lips - features[0, :MOUTH_DIM])
-                    features[0, :MOUTH_DIM] *= self.model.cfg.lip_readout_gain
-                frames.append(features)
+                tokens = self._sample_tokens(emb)
+                mouth_q.append(self._mouth_q)
+                head_q.append(_code_sum(self.tokenizer.head.rvq.codebooks, tokens[self.tokenizer.cfg.levels :]))
         self._mel_pending = pending
-        if not frames:
+        if not mouth_q:
             return MotionLatent.neutral(0, 68)
-        return features_to_motion(torch.cat(frames).numpy())
+        features = self._decode(torch.stack(mouth_q), torch.stack(head_q))
+        if self._readout is not None:
+            w, b = self._readout
+            lips = torch.from_numpy(raw[: len(features)] @ w + b)
+            features[:, :MOUTH_DIM] += self.lip_readout * (lips - features[:, :MOUTH_DIM])
+            features[:, :MOUTH_DIM] *= self.model.cfg.lip_readout_gain
+        return features_to_motion(features.numpy())
 
     def _sample_tokens(self, audio_emb: torch.Tensor) -> torch.Tensor:
         model = self.model
@@ -284,14 +289,13 @@ class MotionGenerator:
         self._frame += 1
         return tokens[0]
 
-    def _decode(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(K,) tokens of one frame -> (1, FEATURE_DIM) features: the mouth from the particles' mean mouth
-        latent (see the module docstring), the head from ``tokens``' head codes."""
+    def _decode(self, mouth_q: torch.Tensor, head_q: torch.Tensor) -> torch.Tensor:
+        """(n, C) mouth latents (the particles' mean, see the module docstring) and (n, C) head latents
+        (the sampled head codes' sum) of the next n frames -> (n, FEATURE_DIM) float32 features."""
         tok = self.tokenizer
-        head_q = _code_sum(tok.head.rvq.codebooks, tokens[tok.cfg.levels :])
         out = []
-        for name, q in (("mouth", self._mouth_q), ("head", head_q)):
-            y, self._dec_state[name] = self._decoders[name].step(q[None].numpy(), self._dec_state[name])
+        for name, q in (("mouth", mouth_q), ("head", head_q)):
+            y, self._dec_state[name] = self._decoders[name].step(q.numpy(), self._dec_state[name])
             out.append(torch.from_numpy(y))
         features = torch.cat(out, -1) * tok.std + tok.mean
         gain = self.model.cfg.mouth_gain

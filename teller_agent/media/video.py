@@ -34,6 +34,11 @@ AAC_SAMPLE_RATES = frozenset({96000, 88200, 64000, 48000, 44100, 32000, 24000, 2
 AAC_FALLBACK_RATE = 48000
 #: Frames a background :class:`VideoWriter` holds before :meth:`~VideoWriter.write` waits.
 BACKGROUND_QUEUE = 8
+#: x264 speed preset of :class:`VideoWriter`, with :data:`X264_PARAMS` on top: ``superfast`` with
+#: ``veryfast``'s macroblock tree and 10-frame look-ahead gives rendered talking heads about the
+#: files ``veryfast`` gives for much less encoding time (docs/results/design_measurements.md).
+X264_PRESET = "superfast"
+X264_PARAMS = "mbtree=1:rc-lookahead=10"
 
 # AVColorSpace / AVColorPrimaries / AVColorTransferCharacteristic BT.709 and AVCOL_RANGE_MPEG.
 _BT709 = 1
@@ -84,6 +89,7 @@ class VideoWriter:
             kept; any other is resampled to 48 kHz. ``None``: no audio stream.
         crf: x264 constant rate factor, 0 (lossless) to 51; lower is better.
         preset: x264 speed preset (``ultrafast`` ... ``veryslow``).
+        x264_params: extra x264 options (``key=value:key=value``) applied after ``preset``; None: none.
         audio_bitrate: AAC bit rate in bits per second.
         background: encode in a worker thread: :meth:`write` checks and queues a copy of the frame
             (at most :data:`BACKGROUND_QUEUE` wait) and returns, so the caller renders the next frame
@@ -106,7 +112,8 @@ class VideoWriter:
         size: tuple[int, int] | None = None,
         audio: tuple[np.ndarray, int] | None = None,
         crf: int = 20,
-        preset: str = "veryfast",
+        preset: str = X264_PRESET,
+        x264_params: str | None = X264_PARAMS,
         audio_bitrate: int = 128_000,
         background: bool = False,
     ) -> None:
@@ -116,6 +123,7 @@ class VideoWriter:
             raise ValueError(f"crf must be in 0..51 (x264), got {crf!r}")
         self.crf = int(crf)
         self.preset = str(preset)
+        self.x264_params = x264_params
         self.audio_bitrate = int(audio_bitrate)
         self.size: tuple[int, int] | None = None
         if size is not None:
@@ -299,7 +307,10 @@ class VideoWriter:
 
     def _open_streams(self) -> None:
         w, h = self.size  # type: ignore[misc]
-        vs = self._container.add_stream("libx264", rate=self.fps, options={"crf": str(self.crf), "preset": self.preset})
+        options = {"crf": str(self.crf), "preset": self.preset}
+        if self.x264_params:
+            options["x264-params"] = self.x264_params
+        vs = self._container.add_stream("libx264", rate=self.fps, options=options)
         vs.width, vs.height = w, h
         vs.pix_fmt = "yuv420p"
         vs.time_base = self._frame_tb

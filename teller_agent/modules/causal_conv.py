@@ -87,8 +87,8 @@ class ConvStackStepper:
     A streamed frame of a small conv stack is a few hundred thousand multiply-adds spread over about ten
     tensor ops per block, so torch's per-op dispatch (several microseconds each) costs more than the
     arithmetic; the same weights in numpy run a frame several times faster. Outputs equal
-    :meth:`CausalConvStack.step` to float rounding (the streaming engine uses this path for every frame,
-    chunked or not, so chunking still never changes a result).
+    :meth:`CausalConvStack.step` to float rounding. ``n`` frames in one :meth:`step` read each weight
+    matrix once instead of ``n`` times; their outputs equal ``n`` one-frame steps to float rounding.
 
     Args:
         stack: the trained stack (its weights are copied; later changes to it are not seen).
