@@ -213,3 +213,37 @@ def test_switching_the_portrait_mid_turn_keeps_the_turn_and_changes_the_face(ava
                            settings.model_copy(update={"frame_size": 256}))
     with pytest.raises(ValueError, match="256x256"):
         eng.set_avatar(small)
+
+
+def test_audio_held_back_by_the_publisher_is_slack_not_latency(engine, speech):
+    """A publisher that holds a TTS burst until drawing catches up passes ``held``: latency is
+    counted on a clock that stands still while audio is held, so holding adds none."""
+    import time
+
+    pcm, sr = speech
+    pcm = pcm[: 2 * sr]
+    n = sr * 80 // 1000
+
+    def turn(held_s: float) -> list[float]:
+        engine.interrupt()
+        engine.render()  # the settle frames after the interrupt are idle; nothing pending
+        start = time.perf_counter()
+        frames, fed = [], 0
+        assert engine.turn_frames == 0
+        for i in range(0, len(pcm), n):
+            fed += 1
+            # every piece arrived at `start`; all but the first were held held_s each before feeding
+            engine.feed(pcm[i : i + n], sr, arrival=start, held=held_s if i else 0.0)
+            if held_s:
+                time.sleep(held_s)  # ... and the hold really passed
+            frames += engine.render()
+        engine.finish()
+        frames += engine.render()
+        assert engine.turn_frames == 0 and not engine.speaking  # the turn ended with its last frame
+        return [f.latency_s for f in frames if f.latency_s is not None]
+
+    plain, held = turn(0.0), turn(0.03)
+    assert len(plain) == len(held) == round(2 * 25)
+    # without the held time, latency would grow by 30 ms per piece fed (25 pieces: 0.75 s by the end)
+    assert np.median(held) < np.median(plain) + 0.1
+    assert max(held) < max(plain) + 0.1

@@ -179,6 +179,12 @@ class AvatarEngine:
         return self._in_turn
 
     @property
+    def turn_frames(self) -> int:
+        """Speech frames handed out by :meth:`render` in the current turn (0 outside a turn, and
+        at its start while the first frame's motion waits for its look-ahead audio)."""
+        return self._emitted
+
+    @property
     def buffered_s(self) -> float:
         """Seconds of turn audio received but not yet handed back with a frame."""
         return max(0, self._received - self._emitted * self.samples_per_frame) / self.sample_rate
@@ -191,8 +197,12 @@ class AvatarEngine:
         self._bad_audio_warned = False  # one warning per turn for NaN / infinite / out-of-range audio
         self._received = 0  # samples received this turn
         self._emitted = 0  # frames handed back this turn
-        self._arrivals: deque[tuple[int, float]] = deque()  # (samples received after a push, perf_counter)
-        self._pending: deque[tuple[MotionLatent, float, bool, float]] = deque()  # (motion, gen ms, last, ready)
+        self._holds: list[tuple[float, float]] = []  # (start, end) perf_counter: audio held back (see feed)
+        self._held = 0.0  # their total, seconds
+        # (samples received after a push, its arrival on the latency clock: see _latency_clock)
+        self._arrivals: deque[tuple[int, float]] = deque()
+        # (motion, gen ms, last, ready, audio held before it was ready in seconds: see feed)
+        self._pending: deque[tuple[MotionLatent, float, bool, float, float]] = deque()
         self._resampler: StreamResampler | None = None
         self._vad_resampler = StreamResampler(self.sample_rate)
         self._gate_value = 0.0
@@ -216,7 +226,7 @@ class AvatarEngine:
         self.feed(pcm, sample_rate)
         return self.render()
 
-    def feed(self, pcm: np.ndarray, sample_rate: int, arrival: float | None = None) -> int:
+    def feed(self, pcm: np.ndarray, sample_rate: int, arrival: float | None = None, held: float = 0.0) -> int:
         """Feed speech audio and run the motion generator on it, without rendering: the motion
         frames it completes wait in the engine until :meth:`render`. A publisher calls this as
         soon as audio arrives and renders each frame when its output slot is free, so frames are
@@ -227,6 +237,10 @@ class AvatarEngine:
             pcm, sample_rate: as :meth:`push_audio`.
             arrival: ``time.perf_counter()`` when this audio reached the publisher (default: now);
                 audio-to-frame latency is counted from it.
+            held: seconds the publisher held this audio back after ``arrival`` because enough motion
+                was already waiting to be rendered (audio arriving faster than real time). Like a
+                finished frame's wait for its output slot, it is slack, not latency: latency is
+                counted on a clock that stands still while audio is held.
 
         Returns:
             frames now waiting to be rendered.
@@ -246,7 +260,7 @@ class AvatarEngine:
         if not self._in_turn:
             self._in_turn = True
             self._onset = True
-        self._consume(x, now)
+        self._consume(x, now, held=held)
         return len(self._pending)
 
     def _clean(self, x: np.ndarray) -> np.ndarray:
@@ -339,12 +353,15 @@ class AvatarEngine:
         self._idle_count += 1
         return frame
 
-    def _consume(self, x: np.ndarray, now: float, final: bool = False) -> None:
+    def _consume(self, x: np.ndarray, now: float, final: bool = False, held: float = 0.0) -> None:
         t0 = time.perf_counter()
         if len(x):
             self._audio = np.concatenate([self._audio, x])
             self._received += len(x)
-        self._arrivals.append((self._received, now))
+        if held > 0:  # it was held until this call
+            self._holds.append((t0 - held, t0))
+            self._held += held
+        self._arrivals.append((self._received, self._latency_clock(now)))
         if self.gate is not None:
             self.gate.push(self._vad_resampler.push(x) if len(x) else x)
             if final:
@@ -353,9 +370,9 @@ class AvatarEngine:
         ready = time.perf_counter()
         gen_ms = (ready - t0) * 1000 / max(1, len(motion))
         for i in range(len(motion)):
-            self._pending.append((motion[i], gen_ms, final and i == len(motion) - 1, ready))
+            self._pending.append((motion[i], gen_ms, final and i == len(motion) - 1, ready, self._held))
 
-    def _speech_frame(self, motion: MotionLatent, gen_ms: float, last: bool, ready: float,
+    def _speech_frame(self, motion: MotionLatent, gen_ms: float, last: bool, ready: float, held: float,
                       t_request: float, draw: bool = True) -> AvatarFrame:
         t0 = time.perf_counter()
         k = self._emitted
@@ -380,7 +397,7 @@ class AvatarEngine:
         frame = self._render(motion, audio, True, k, t0, draw)
         frame.generate_ms = gen_ms
         waited = max(0.0, t_request - ready)  # for an output slot (audio arrived faster than real time)
-        frame.latency_s = time.perf_counter() - self._arrival_of(min((k + 1) * spf, self._received)) - waited
+        frame.latency_s = time.perf_counter() - held - self._arrival_of(min((k + 1) * spf, self._received)) - waited
         self._emitted += 1
         return frame
 
@@ -396,6 +413,10 @@ class AvatarEngine:
         self._gate_value += rate * (self._gate_target - self._gate_value)
         motion.exp[:, list(MOUTH_KEYPOINTS)] *= self._gate_value
         return motion
+
+    def _latency_clock(self, t: float) -> float:
+        """``t`` (perf_counter seconds) less the time audio was held before ``t`` (see :meth:`feed`)."""
+        return t - sum(max(0.0, min(end, t) - start) for start, end in self._holds)
 
     def _arrival_of(self, sample: int) -> float:
         while len(self._arrivals) > 1 and self._arrivals[1][0] <= sample:

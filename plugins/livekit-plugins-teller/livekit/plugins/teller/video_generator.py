@@ -38,6 +38,10 @@ DEFAULT_VIDEO_DELAY_MS = 24
 #: ``40 * (PREROLL_FRAMES - 1)`` ms at the start of a turn whose audio arrives in real time;
 #: nothing when it arrives faster.
 PREROLL_FRAMES = 2
+#: Frames of motion the engine may hold ahead of the frame being drawn; the rest of a TTS burst
+#: waits as audio until drawing catches up. Generating a whole burst at once took the CPU from
+#: drawing, and the first seconds of a turn were drawn below 25 fps.
+AHEAD_FRAMES = 8
 
 
 class TellerVideoGenerator(VideoGenerator):
@@ -48,7 +52,8 @@ class TellerVideoGenerator(VideoGenerator):
       when that audio plays out. ``AudioSegmentEnd`` flushes the turn and is passed on once its frames are out.
     * Idle: with no audio, idle frames (blinks, breathing, head sway) at 25 fps on a
       wall clock, keeping the AVSynchronizer's video queue short so the next turn starts
-      without lag.
+      without lag. They go on at the start of a turn until its first frame's motion is ready
+      (it waits for its look-ahead audio), so the face never freezes between the two.
     * Interruption: :meth:`clear_buffer` drops queued audio (here and in the
       AVSynchronizer), empties the generator's KV cache and settles the face to idle in
       3 frames. Frames computed for the old turn are discarded.
@@ -63,9 +68,10 @@ class TellerVideoGenerator(VideoGenerator):
 
     The engine runs on one worker thread so rendering never blocks the event loop.
 
-    Audio is fed to the engine's motion generator as soon as it arrives; frames are rendered
-    one at a time when the publisher takes the next one, so a long TTS burst is never rendered
-    far ahead of playout and an interruption wastes no rendering.
+    Audio is fed to the engine's motion generator as soon as it arrives, until
+    :data:`AHEAD_FRAMES` frames of motion wait to be drawn; frames are rendered one at a time
+    when the publisher takes the next one, so a long TTS burst is neither generated nor rendered
+    far ahead of playout and an interruption wastes no work.
 
     Audio/video alignment: each speech frame is handed out right after its own audio (in 20 ms
     pieces); :class:`~.sync.AudioClockedSynchronizer` captures it when that audio plays out,
@@ -86,6 +92,7 @@ class TellerVideoGenerator(VideoGenerator):
         # (epoch, item, perf_counter arrival)
         self._input: asyncio.Queue[tuple[int, rtc.AudioFrame | AudioSegmentEnd, float]] = asyncio.Queue()
         self._wake = asyncio.Event()  # new input was fed, or a clear
+        self._drawn = asyncio.Event()  # a frame was rendered (the feeder may be waiting for room)
         self._fed_until = 0.0  # perf_counter when the engine finished the last feed
         self._owed_end: AudioSegmentEnd | None = None  # handed out once the turn's last frame is out
         self._epoch = 0
@@ -206,7 +213,19 @@ class TellerVideoGenerator(VideoGenerator):
                 # latency counts from when the audio arrived, or from when the motion generator was
                 # done with the audio before it (a TTS burst queues here, as it would for any player)
                 since = max(arrival, self._fed_until)
-                await self._run(self._engine.feed, pcm[start : start + step], data.sample_rate, since)
+                held = 0.0
+                if self._engine.pending >= AHEAD_FRAMES:  # a burst: wait until drawing catches up
+                    hold = time.perf_counter()
+                    while epoch == self._epoch and not self._closed and self._engine.pending >= AHEAD_FRAMES:
+                        self._drawn.clear()
+                        try:
+                            await asyncio.wait_for(self._drawn.wait(), _FRAME_S)
+                        except asyncio.TimeoutError:
+                            pass
+                    if epoch != self._epoch or self._closed:
+                        break
+                    held = time.perf_counter() - hold  # slack, not latency (AvatarEngine.feed)
+                await self._run(self._engine.feed, pcm[start : start + step], data.sample_rate, since, held)
                 self._fed_until = time.perf_counter()
                 self._wake.set()
 
@@ -221,6 +240,7 @@ class TellerVideoGenerator(VideoGenerator):
                 epoch = self._epoch
                 if self._engine.pending:
                     frames = await self._run(self._engine.render, 1, not self._behind())
+                    self._drawn.set()
                     if frames and frames[0].speaking and frames[0].index == 0:
                         await self._preroll(epoch)
                     for out in self._emit(frames, epoch):
@@ -231,9 +251,11 @@ class TellerVideoGenerator(VideoGenerator):
                     end, self._owed_end = self._owed_end, None
                     yield end
                     continue
-                if self._engine.speaking:  # mid-turn, waiting for more audio
+                if self._engine.speaking and self._engine.turn_frames:  # mid-turn, waiting for more audio
                     await self._wait_wake(0.5)
                     continue
+                # idle; or a turn whose first frame still waits for its look-ahead audio: the idle
+                # face goes on until then (the turn's first frames blend from it), no frozen frame
                 now = time.perf_counter()
                 if next_idle is None:
                     next_idle = now
