@@ -31,6 +31,14 @@ class LiveKitServerError(TellerError):
     """The local LiveKit server is missing or did not start."""
 
 
+class PortTakenError(LiveKitServerError):
+    """The server could not bind a port: another process took it between choosing and binding."""
+
+
+#: What the server logs when one of its ports is taken.
+_PORT_TAKEN_LOG = "address already in use"
+
+
 def find_server_binary() -> Path:
     """The ``livekit-server`` binary: ``$TELLER_LIVEKIT_SERVER``, then ``livekit-server`` on PATH,
     then ``server`` in ``$GOBIN`` / ``$GOPATH/bin`` / ``~/go/bin``.
@@ -109,8 +117,8 @@ class LocalLiveKitServer:
             self.port, self._rtc_ports = free_port(), (free_port(), free_port(socket.SOCK_DGRAM))
             try:
                 return self._launch()
-            except LiveKitServerError as exc:
-                if "address already in use" not in str(exc) or attempt == START_ATTEMPTS - 1:
+            except PortTakenError:
+                if attempt == START_ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")
 
@@ -142,7 +150,7 @@ class LocalLiveKitServer:
         )
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
-            if self._proc.poll() is not None or "address already in use" in self.log_tail():
+            if self._proc.poll() is not None or _PORT_TAKEN_LOG in self.log_tail():
                 break  # exited, or cannot bind a port (it may stay up without serving)
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=1) as r:
@@ -152,9 +160,9 @@ class LocalLiveKitServer:
                 time.sleep(0.1)
         log = self.log_tail()
         self.stop()
-        why = ("could not bind its port" if "address already in use" in log
-               else f"did not start within {self.timeout:.0f} s")
-        raise LiveKitServerError(f"the LiveKit server ({binary}) {why}; log:\n{log}")
+        if _PORT_TAKEN_LOG in log:
+            raise PortTakenError(f"the LiveKit server ({binary}) could not bind its port; log:\n{log}")
+        raise LiveKitServerError(f"the LiveKit server ({binary}) did not start within {self.timeout:.0f} s; log:\n{log}")
 
     def log_tail(self, lines: int = 30) -> str:
         """The last lines of the server's log."""
