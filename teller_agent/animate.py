@@ -22,6 +22,13 @@ from .motion import FACE68, MotionLatent, procedural_motion
 from .render import WarpRenderer, set_render_threads
 
 
+class _Progress(tqdm):
+    """tqdm without its monitor thread, so a process that renders again forks its next generator
+    (:class:`~teller_agent.fmlg.worker.BackgroundGeneration`) from a single thread."""
+
+    monitor_interval = 0
+
+
 @dataclass
 class AnimateResult:
     """What :func:`animate` wrote: the video, the frame count and its duration in seconds."""
@@ -120,7 +127,7 @@ def animate(
     with VideoWriter(output, size=(avatar.size, avatar.size), audio=(pcm, sr) if pcm is not None else None,
                      background=True) as writer:
         frames = (frame for chunk in chunks for frame in renderer.render(chunk))
-        for i, frame in enumerate(tqdm(frames, total=num_frames, desc="animate", unit="frame", disable=not progress)):
+        for i, frame in enumerate(_Progress(frames, total=num_frames, desc="animate", unit="frame", disable=not progress)):
             writer.write(frame)
             if contact_sheet_path is not None and i % every == 0:
                 sheet_frames.append(frame)

@@ -361,12 +361,14 @@ def test_background_generation_streams_what_generate_returns(tiny_checkpoint):
 
     pcm = _speech(2.0, 22050)
     whole = MotionGenerator(tiny_checkpoint, seed=3).generate(pcm, 22050)
-    with BackgroundGeneration(lambda: MotionGenerator(tiny_checkpoint, seed=3), pcm, 22050, chunk_s=0.3) as chunks:
-        assert chunks.forked == sys.platform.startswith("linux")
-        parts = list(chunks)
-    assert len(parts) > 1 and sum(len(p) for p in parts) == len(whole) == 50
-    np.testing.assert_allclose(MotionLatent.concatenate(parts).flat(), whole.flat(), rtol=0, atol=1e-5)
-    assert not _generation_children()
+    for fork in (None, False):  # a child process on Linux; in this process
+        with BackgroundGeneration(lambda: MotionGenerator(tiny_checkpoint, seed=3), pcm, 22050, chunk_s=0.3,
+                                  fork=fork) as chunks:
+            assert chunks.forked == (sys.platform.startswith("linux") and fork is None)
+            parts = list(chunks)
+        assert len(parts) > 1 and sum(len(p) for p in parts) == len(whole) == 50
+        np.testing.assert_allclose(MotionLatent.concatenate(parts).flat(), whole.flat(), rtol=0, atol=1e-5)
+        assert not _generation_children()
 
 
 def test_background_generation_raises_the_childs_error_and_stops_it(tmp_path, tiny_checkpoint):

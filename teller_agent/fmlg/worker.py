@@ -10,8 +10,10 @@ encodes the frames already received.
 The frames are those of ``generator.push_audio`` on ``chunk_s`` slices followed by ``flush``:
 the same as :meth:`MotionGenerator.generate` to float rounding (chunking changes nothing else).
 The child is forked on Linux only; elsewhere (macOS, where forking a process that has loaded
-system frameworks is unsafe, and Windows, which cannot fork) the chunks are generated in the calling
-process, one after the other, with the same results.
+system frameworks is unsafe, and Windows, which cannot fork), or with ``fork=False``, the chunks are
+generated in the calling process, one after the other, with the same results. A fork copies only
+the calling thread: an application whose other threads may hold locks the generator needs (its
+own, not tqdm's monitor or an idle pool) should pass ``fork=False``.
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ class BackgroundGeneration:
         pcm: (N,) or (N, channels) speech samples, float in [-1, 1] or int16.
         sample_rate: Hz (resampled to 16 kHz inside the generator).
         chunk_s: seconds of audio per chunk sent back (0.5 s = about 12 frames).
+        fork: generate in a forked child; None: on Linux (see the module docstring).
 
     Iterating yields :class:`MotionLatent` chunks (face68) in order, ``round(samples / 640)``
     frames at 16 kHz in all, then stops.
@@ -91,12 +94,12 @@ class BackgroundGeneration:
     """
 
     def __init__(self, make_generator: Callable[[], MotionGenerator], pcm: np.ndarray, sample_rate: int,
-                 chunk_s: float = 0.5):
+                 chunk_s: float = 0.5, fork: bool | None = None):
         self.make_generator, self.pcm, self.sample_rate, self.chunk_s = make_generator, pcm, sample_rate, chunk_s
         self._process = None
         self._conn = None
         #: True when the motion comes from a child process (False: generated in this one).
-        self.forked = sys.platform.startswith("linux")
+        self.forked = sys.platform.startswith("linux") and fork is not False
 
     def __enter__(self) -> BackgroundGeneration:
         if self.forked:
