@@ -98,7 +98,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.signal import savgol_filter
 
 from ..config import DEFAULT_FACE_CENTER_Y, DEFAULT_FACE_SCALE, FPS
 from ..errors import AudioLoadError, TellerError
@@ -543,6 +542,8 @@ def _smooth(x: np.ndarray, window: int) -> np.ndarray:
     window = min(window, n if n % 2 else n - 1)
     if window <= SMOOTH_ORDER:
         return x
+    from scipy.signal import savgol_filter  # here, not at import: scipy.signal takes seconds to import
+
     return savgol_filter(x, window, SMOOTH_ORDER, axis=0, mode="interp")
 
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import av
 import numpy as np
-from scipy.signal import resample_poly
 
 from ..errors import AudioLoadError
 
@@ -230,5 +229,7 @@ def resample(pcm: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     n_out = -(-x.shape[0] * up // down)
     if x.shape[0] == 0:
         return np.zeros(0, np.float32)
+    from scipy.signal import resample_poly  # here, not at import: scipy.signal takes seconds to import
+
     y = resample_poly(x.astype(np.float64 if x.dtype == np.float64 else np.float32), up, down)
     return np.ascontiguousarray(y[:n_out], dtype=np.float32)
