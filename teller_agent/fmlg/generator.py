@@ -144,7 +144,6 @@ class MotionGenerator:
             weight = readout.weight / readout.std[:, None]
             bias = readout.bias - (readout.mean / readout.std) @ readout.weight
             self._readout = (weight.astype(np.float32), bias.astype(np.float32))
-        self._mouth_q: torch.Tensor | None = None
         self._mouth_codebooks = self.tokenizer.mouth.rvq.codebooks.detach()  # (levels, V, C)
         # the RVQ decoders streamed in numpy (ConvStackStepper: same outputs, less per-frame overhead)
         self._decoders = {"mouth": ConvStackStepper(self.tokenizer.mouth.decoder),
@@ -255,8 +254,8 @@ class MotionGenerator:
             for emb in embs:
                 if limit is not None and self._frame >= limit:
                     break
-                tokens = self._sample_tokens(emb)
-                mouth_q.append(self._mouth_q)
+                tokens, mouth = self._sample_tokens(emb)
+                mouth_q.append(mouth)
                 head_q.append(_code_sum(self.tokenizer.head.rvq.codebooks, tokens[self.tokenizer.cfg.levels :]))
         self._mel_pending = pending
         if not mouth_q:
@@ -269,7 +268,9 @@ class MotionGenerator:
             features[:, :MOUTH_DIM] *= self.model.cfg.lip_readout_gain
         return features_to_motion(features.numpy())
 
-    def _sample_tokens(self, audio_emb: torch.Tensor) -> torch.Tensor:
+    def _sample_tokens(self, audio_emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One AR step: the frame's (K,) tokens of particle 0 and its (C,) mouth latent, the mean over
+        the particles (see the module docstring)."""
         model = self.model
         p = self.lip_particles
         emb = audio_emb.expand(p, 1, -1)  # every particle hears the same audio
@@ -284,10 +285,9 @@ class MotionGenerator:
         else:
             tokens = self._depth(h, uniform)
             q = _code_sum(self._mouth_codebooks, tokens[:, : self.tokenizer.cfg.levels])  # (P, C) sampled mouth latents
-        self._mouth_q = q.mean(0)
         self._prev = tokens
         self._frame += 1
-        return tokens[0]
+        return tokens[0], q.mean(0)
 
     def _decode(self, mouth_q: torch.Tensor, head_q: torch.Tensor) -> torch.Tensor:
         """(n, C) mouth latents (the particles' mean, see the module docstring) and (n, C) head latents
