@@ -453,56 +453,125 @@ def test_two_avatar_workers_share_four_rooms_two_each(server, settings):
         served, w1.log_text[-2000:], w2.log_text[-2000:])
 
 
-def test_a_stalled_agent_loop_is_not_taken_for_a_lost_avatar(server):
-    """The agent's own event loop is held up for 3 s (a busy agent, a loaded machine) while the
-    avatar keeps sending its heartbeat: the heartbeats queued meanwhile are heard before the
-    watchdog judges, so the pending segment is not answered as interrupted. When the avatar then
-    really falls silent, the segment is answered within 3 s. A plain participant plays the avatar
-    (a video track and the ``teller.metrics`` heartbeat) so that only the watchdog is under test."""
+#: A stand-in avatar worker in its own process, so that it can be killed: it publishes a video track,
+#: answers the ping RPC and sends the heartbeat every second; on stdin, ``block S`` holds its event
+#: loop for S seconds, ``silent`` stops the heartbeat (the process stays and answers) and ``beat``
+#: restarts it.
+FAKE_AVATAR = r"""
+import asyncio, sys, time
+from livekit import rtc
+from livekit.plugins.teller.metrics import METRICS_ATTRIBUTE, PING_RPC
+
+async def main():
+    room = rtc.Room()
+    await room.connect(sys.argv[1], sys.argv[2])
+    source = rtc.VideoSource(64, 64)
+    await room.local_participant.publish_track(rtc.LocalVideoTrack.create_video_track("v", source))
+    room.local_participant.register_rpc_method(PING_RPC, lambda data: "ok")
+    beating = True
+
+    async def heartbeat():
+        n = 0
+        while True:
+            if beating:
+                n += 1
+                await room.local_participant.set_attributes({METRICS_ATTRIBUTE: str(n)})
+            await asyncio.sleep(1.0)
+
+    beats = asyncio.create_task(heartbeat())
+    print("ready", flush=True)
+    while True:
+        line = (await asyncio.to_thread(sys.stdin.readline)).split()
+        if not line:
+            break
+        if line[0] == "block":
+            time.sleep(float(line[1]))
+        beating = {"silent": False, "beat": True}.get(line[0], beating)
+        print("done", flush=True)
+    beats.cancel()
+    await room.disconnect()
+
+asyncio.run(main())
+"""
+
+
+def test_a_slow_avatar_is_not_taken_for_a_lost_one_a_hung_or_killed_one_is(server):
+    """The watchdog of an agent whose avatar runs as a worker (``WorkerAudioOutput``), against a
+    stand-in avatar process (:data:`FAKE_AVATAR`), so that only the watchdog is under test:
+
+    1. the agent's own event loop is held up for 3 s (a busy agent, a loaded machine) while the
+       avatar keeps beating: the heartbeats queued meanwhile are heard first, the pending segment
+       is not answered;
+    2. the avatar's event loop is held up for 4 s, longer than :data:`HEARTBEAT_TIMEOUT_S`: its
+       process still acknowledges the probe, the segment is not answered;
+    3. the avatar stops beating but its process stays (hung): the segment is answered as
+       interrupted after :data:`HUNG_TIMEOUT_S`;
+    4. the avatar's process is killed: the segment is answered as interrupted within
+       :data:`HEARTBEAT_TIMEOUT_S` of its last heartbeat (plus a watchdog look), long before
+       LiveKit drops the participant."""
     from livekit import rtc
-    from livekit.plugins.teller import METRICS_ATTRIBUTE
-    from livekit.plugins.teller.io import HEARTBEAT_TIMEOUT_S, WorkerAudioOutput
+    from livekit.plugins.teller.io import HEARTBEAT_TIMEOUT_S, HUNG_TIMEOUT_S, WorkerAudioOutput
 
     async def main():
-        agent, avatar = rtc.Room(), rtc.Room()
-        await agent.connect(server.url, server.token("agent", "stall", agent=True))
-        await avatar.connect(server.url, server.token("avatar", "stall"))
-        source = rtc.VideoSource(64, 64)
-        await avatar.local_participant.publish_track(rtc.LocalVideoTrack.create_video_track("v", source))
-        beating = True
-
-        async def heartbeat():
-            n = 0
-            while beating:
-                n += 1
-                await avatar.local_participant.set_attributes({METRICS_ATTRIBUTE: str(n)})
-                await asyncio.sleep(1.0)
-
-        beats = asyncio.create_task(heartbeat())
+        agent = rtc.Room()
+        await agent.connect(server.url, server.token("agent", "watchdog", agent=True))
         out = WorkerAudioOutput(agent, destination_identity="avatar", sample_rate=16000)
+        avatar = subprocess.Popen([sys.executable, "-c", FAKE_AVATAR, server.url, server.token("avatar", "watchdog")],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         answered = []
         out.on("playback_finished", lambda ev: answered.append((time.perf_counter(), ev.interrupted)))
-        try:
-            await asyncio.sleep(1.5)
+
+        async def command(line: str) -> None:
+            avatar.stdin.write(line + "\n")
+            avatar.stdin.flush()
+
+        async def segment() -> None:
             await out.capture_frame(rtc.AudioFrame(b"\0\0" * 1600, 16000, 1, 1600))
             out.flush()
             assert out.pending_segments == 1
-            time.sleep(HEARTBEAT_TIMEOUT_S + 0.5)  # the agent's loop is blocked; the avatar beats on
+
+        async def wait_answer(timeout: float) -> float | None:
+            t0 = time.perf_counter()
+            while not answered and time.perf_counter() - t0 < timeout:
+                await asyncio.sleep(0.05)
+            return answered[0][0] if answered else None
+
+        try:
+            assert (await asyncio.to_thread(avatar.stdout.readline)).strip() == "ready"
+            await asyncio.sleep(1.5)
+            await segment()
+            # 1. the agent's loop is blocked; the avatar beats on
+            time.sleep(HEARTBEAT_TIMEOUT_S + 0.5)
             await asyncio.sleep(1.5)
             assert not answered, "a stall of the agent's own loop was taken for a lost avatar"
-            beating = False
-            await beats
+            # 2. the avatar's loop is blocked: no heartbeat, but its process acknowledges the probe
+            await command(f"block {HEARTBEAT_TIMEOUT_S + 1.5}")
+            assert (await asyncio.to_thread(avatar.stdout.readline)).strip() == "done"
+            await asyncio.sleep(1.5)
+            assert not answered, "an avatar whose event loop was held up was taken for a lost one"
+            # 3. hung: no heartbeat, the process answers
+            await command("silent")
             t_silent = time.perf_counter()
-            while not answered and time.perf_counter() - t_silent < 10:
-                await asyncio.sleep(0.05)
-            assert answered and answered[0][1], "the silent avatar's segment was not answered as interrupted"
-            assert answered[0][0] - t_silent <= HEARTBEAT_TIMEOUT_S + 1.5, answered[0][0] - t_silent
+            t = await wait_answer(HUNG_TIMEOUT_S + 5)
+            assert t is not None and answered[0][1], "a hung avatar's segment was not answered as interrupted"
+            assert HUNG_TIMEOUT_S - 1.0 <= t - t_silent <= HUNG_TIMEOUT_S + 1.5, t - t_silent
+            # 4. killed: the probe goes unacknowledged
+            await command("beat")
+            await asyncio.sleep(2.0)
+            answered.clear()
+            await segment()
+            await asyncio.sleep(0.5)
+            avatar.kill()
+            t_kill = time.perf_counter()
+            t = await wait_answer(10)
+            assert t is not None and answered[0][1], "a killed avatar's segment was not answered as interrupted"
+            assert t - t_kill <= HEARTBEAT_TIMEOUT_S + 0.5, t - t_kill
+            assert "avatar" in agent.remote_participants, "LiveKit dropped the killed avatar first: nothing tested"
         finally:
             out.detach()
-            beating = False
-            beats.cancel()
+            avatar.kill()
+            avatar.wait()
             await agent.disconnect()
-            await avatar.disconnect()
 
     asyncio.run(main())
 

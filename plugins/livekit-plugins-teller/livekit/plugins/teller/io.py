@@ -13,6 +13,7 @@ from livekit.agents.voice.avatar import AudioReceiver, AudioSegmentEnd, DataStre
 from livekit.agents.voice.io import AudioOutput, AudioOutputCapabilities
 
 from .log import logger
+from .metrics import PING_RPC
 
 
 class TellerAudioOutput(AudioOutput, AudioReceiver, rtc.EventEmitter[Literal["clear_buffer"]]):
@@ -82,11 +83,21 @@ class TellerAudioOutput(AudioOutput, AudioReceiver, rtc.EventEmitter[Literal["cl
         return None
 
 
-#: Seconds without a heartbeat from the avatar worker (its metrics attribute, updated every
-#: :data:`~.metrics.HEARTBEAT_S`) after which it is taken as gone. LiveKit itself keeps a participant
-#: whose process died in the room for about 20 s (its reconnection window).
+#: Seconds after its last heartbeat (its metrics attribute, updated every :data:`~.metrics.HEARTBEAT_S`)
+#: within which a crashed avatar worker is taken as gone: a heartbeat late by :data:`PROBE_AFTER_S` is
+#: followed by a :data:`~.metrics.PING_RPC` probe, and a probe not acknowledged within the rest of
+#: this time means the worker's process is gone. LiveKit itself keeps a participant whose process
+#: died in the room for about 20 s (its reconnection window).
 HEARTBEAT_TIMEOUT_S = 2.5
+#: Seconds a heartbeat may be late before the worker is probed.
+PROBE_AFTER_S = 1.5
+#: Seconds without a heartbeat after which a worker whose process still acknowledges probes is taken
+#: as hung (a deadlocked or wedged event loop) and its pending segments are answered.
+HUNG_TIMEOUT_S = 10.0
 _WATCH_S = 0.25  # seconds between looks at the heartbeat
+#: RPC errors that mean the request never reached a live client (no acknowledgement).
+_UNREACHED = frozenset({rtc.RpcError.ErrorCode.CONNECTION_TIMEOUT, rtc.RpcError.ErrorCode.RECIPIENT_DISCONNECTED,
+                        rtc.RpcError.ErrorCode.RECIPIENT_NOT_FOUND, rtc.RpcError.ErrorCode.SEND_FAILED})
 
 
 class WorkerAudioOutput(DataStreamAudioOutput):
@@ -95,8 +106,13 @@ class WorkerAudioOutput(DataStreamAudioOutput):
 
     The stock output waits for the worker's ``playback_finished`` of each segment; a worker that
     crashed or lost its connection never sends it, and the agent's speech never ends. Here the
-    avatar is taken as lost when it sends no heartbeat (its metrics attribute) for
-    :data:`HEARTBEAT_TIMEOUT_S` or its participant leaves the room; then every pending segment is
+    avatar is taken as lost when its participant leaves the room, when its heartbeat (its metrics
+    attribute) is late by :data:`PROBE_AFTER_S` and a :data:`~.metrics.PING_RPC` probe then gets no
+    acknowledgement (its process is gone; decided :data:`HEARTBEAT_TIMEOUT_S` after the last
+    heartbeat), or when it sends no heartbeat for :data:`HUNG_TIMEOUT_S` although its process
+    acknowledges probes (hung). A worker that is only slow, its event loop held up on a loaded
+    machine, still acknowledges the probe (LiveKit's native client does that before any Python
+    runs) and keeps its turns. When the avatar is lost, every pending segment is
     answered as interrupted (the first at the audio the avatar had time to play: the segment's
     wall-clock age, at most the audio sent), so the agent's turn ends and it goes on. When the
     participant has left (LiveKit drops one whose process died after its reconnection window,
@@ -120,6 +136,8 @@ class WorkerAudioOutput(DataStreamAudioOutput):
         self._segment_sent = 0.0  # seconds of audio sent in the current segment
         self._avatar_sid: str | None = None  # the avatar participant we hear from
         self._last_beat: float | None = None  # perf_counter of its last heartbeat
+        self._last_ack: float | None = None  # perf_counter of its process's last acknowledged probe
+        self._probe: asyncio.Task | None = None  # a probe in flight
         self._avatar_lost = False
         self._watched_room = room
         room.on("participant_connected", self._on_participant_joined)
@@ -149,7 +167,7 @@ class WorkerAudioOutput(DataStreamAudioOutput):
     def _on_participant_joined(self, participant: rtc.RemoteParticipant) -> None:
         if participant.identity == self._avatar:
             # a (new) avatar: heard from, but its heartbeat starts once its engine runs (seconds later)
-            self._avatar_sid, self._last_beat, self._avatar_lost = participant.sid, None, False
+            self._avatar_sid, self._last_beat, self._last_ack, self._avatar_lost = participant.sid, None, None, False
 
     def _on_attributes(self, changed: dict[str, str], participant: rtc.Participant) -> None:
         if participant.identity == self._avatar:
@@ -168,8 +186,34 @@ class WorkerAudioOutput(DataStreamAudioOutput):
             # heartbeat may be among the events queued meanwhile, so they are handled before the next look
             stalled, checked = now - checked > 2 * _WATCH_S, now
             beat = self._last_beat
-            if not stalled and not self._avatar_lost and beat is not None and now - beat > HEARTBEAT_TIMEOUT_S:
-                self._lose(f"sent no heartbeat for {now - beat:.1f} s", gone=False)
+            if stalled or self._avatar_lost or beat is None:
+                continue
+            if now - beat > HUNG_TIMEOUT_S:
+                self._lose(f"sent no heartbeat for {now - beat:.1f} s, although its process answers (hung)", gone=False)
+            elif now - max(beat, self._last_ack or beat) > PROBE_AFTER_S and self._probe is None:
+                self._probe = asyncio.create_task(self._probe_avatar(beat))
+
+    async def _probe_avatar(self, beat: float) -> None:
+        """Ask the avatar's process whether it is there (the heartbeat ``beat`` is late)."""
+        t0 = time.perf_counter()
+        try:
+            await self._watched_room.local_participant.perform_rpc(
+                destination_identity=self._avatar, method=PING_RPC, payload="",
+                response_timeout=HEARTBEAT_TIMEOUT_S - PROBE_AFTER_S,
+                max_round_trip_latency=HEARTBEAT_TIMEOUT_S - PROBE_AFTER_S)
+        except rtc.RpcError as e:
+            if e.code in _UNREACHED:
+                if self._last_beat == beat:  # no heartbeat meanwhile either
+                    self._lose(f"sent no heartbeat for {time.perf_counter() - beat:.1f} s and did not "
+                               f"acknowledge a probe ({e.message})", gone=False)
+                return
+            # acknowledged (its Python answered late, or with an error): the process is there
+        except Exception as e:  # the agent's own room is closing
+            logger.debug("avatar probe failed: %s", e)
+            return
+        finally:
+            self._probe = None
+        self._last_ack = t0
 
     def _lose(self, reason: str, gone: bool) -> None:
         """Answer the pending segments (once per loss); when the avatar has left the room (``gone``),
@@ -192,6 +236,8 @@ class WorkerAudioOutput(DataStreamAudioOutput):
     def detach(self) -> None:
         """Stop watching the avatar (the session is closing)."""
         self._watchdog.cancel()
+        if self._probe is not None:
+            self._probe.cancel()
         room = self._watched_room
         room.off("participant_connected", self._on_participant_joined)
         room.off("participant_attributes_changed", self._on_attributes)

@@ -13,6 +13,11 @@ METRICS_ATTRIBUTE = "teller.metrics"
 #: Seconds between the avatar worker's updates of :data:`METRICS_ATTRIBUTE`: also its heartbeat
 #: (the frame counts change every update, so every update reaches the agent).
 HEARTBEAT_S = 1.0
+#: RPC method an avatar worker answers at once (payload ignored, answer ``"ok"``). The agent calls it
+#: when a heartbeat is late: LiveKit's RPC acknowledges a request from the callee's native client
+#: before its Python handler runs, so an acknowledgement proves the worker process is alive even
+#: while its event loop is held up, and no acknowledgement means it is gone.
+PING_RPC = "teller.ping"
 
 
 @dataclass

@@ -39,7 +39,7 @@ from teller_agent.config import FPS, TellerSettings
 
 from .avatar import DEFAULT_SAMPLE_RATE, DEFAULT_WORKER_AGENT_NAME, SET_AVATAR_IMAGE_RPC
 from .log import logger
-from .metrics import HEARTBEAT_S, METRICS_ATTRIBUTE
+from .metrics import HEARTBEAT_S, METRICS_ATTRIBUTE, PING_RPC
 from .runner import TellerAvatarRunner
 from .video_generator import DEFAULT_VIDEO_DELAY_MS, TellerVideoGenerator
 
@@ -181,6 +181,7 @@ async def _entrypoint(ctx: JobContext) -> None:
         return "ok"
 
     ctx.room.local_participant.register_rpc_method(SET_AVATAR_IMAGE_RPC, _set_avatar_image)
+    ctx.room.local_participant.register_rpc_method(PING_RPC, lambda _data: "ok")
     ctx.room.on("participant_disconnected", _on_left)
     ctx.room.on("disconnected", lambda *_: done.set())
     if agent_identity not in ctx.room.remote_participants:
