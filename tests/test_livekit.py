@@ -453,6 +453,89 @@ def test_two_avatar_workers_share_four_rooms_two_each(server, settings):
         served, w1.log_text[-2000:], w2.log_text[-2000:])
 
 
+def test_a_burst_of_small_frames_reaches_the_worker_whole_in_fewer_writes(server, monkeypatch):
+    """``WorkerAudioOutput`` gathers the frames of a burst (audio arriving well ahead of real time)
+    into writes of :data:`COALESCE_S`, sends frames streamed in real time one by one, and the
+    worker's receiver gets every sample of every segment, in order, each segment ended once."""
+    from livekit import rtc
+    from livekit.agents.voice.avatar import AudioSegmentEnd, DataStreamAudioOutput, DataStreamAudioReceiver
+    from livekit.plugins.teller.io import COALESCE_S, WorkerAudioOutput
+
+    writes = []
+    plain_capture = DataStreamAudioOutput.capture_frame
+
+    async def counted(self, frame):
+        writes.append(frame.duration)
+        await plain_capture(self, frame)
+
+    monkeypatch.setattr(DataStreamAudioOutput, "capture_frame", counted)
+    rate, n = 16000, 320  # 20 ms frames
+    rng = np.random.default_rng(0)
+
+    def frames(count: int) -> list[rtc.AudioFrame]:
+        pcm = rng.integers(-3000, 3000, count * n, dtype=np.int16)
+        return [rtc.AudioFrame(pcm[i * n : (i + 1) * n].tobytes(), rate, 1, n) for i in range(count)]
+
+    async def main():
+        agent, avatar = rtc.Room(), rtc.Room()
+        await agent.connect(server.url, server.token("agent", "coalesce", agent=True))
+        await avatar.connect(server.url, server.token("avatar", "coalesce"))
+        source = rtc.VideoSource(64, 64)
+        await avatar.local_participant.publish_track(rtc.LocalVideoTrack.create_video_track("v", source))
+        receiver = DataStreamAudioReceiver(avatar, sender_identity="agent")
+        await receiver.start()
+        out = WorkerAudioOutput(agent, destination_identity="avatar", sample_rate=rate)
+        got: list[bytes | None] = []
+
+        async def receive():
+            async for f in receiver:
+                got.append(None if isinstance(f, AudioSegmentEnd) else bytes(f.data))
+
+        reading = asyncio.create_task(receive())
+        try:
+            burst, second = frames(150), frames(10)
+            for f in burst:  # 3 s of audio, all at once
+                await out.capture_frame(f)
+            out.flush()
+            for f in second:  # the next segment right after
+                await out.capture_frame(f)
+            out.flush()
+            burst_writes = len(writes)
+            await asyncio.sleep(0.5)
+            streamed = frames(25)
+            t0 = time.perf_counter()
+            for i, f in enumerate(streamed):  # 0.5 s spoken in real time
+                await asyncio.sleep(max(0.0, t0 + i * 0.02 - time.perf_counter()))
+                await out.capture_frame(f)
+            out.flush()
+            deadline = time.perf_counter() + 10
+            while got.count(None) < 3 and time.perf_counter() < deadline:
+                await asyncio.sleep(0.05)
+        finally:
+            reading.cancel()
+            out.detach()
+            await receiver.aclose()
+            await agent.disconnect()
+            await avatar.disconnect()
+        return burst, second, streamed, burst_writes, got
+
+    burst, second, streamed, burst_writes, got = asyncio.run(main())
+    ends = [i for i, g in enumerate(got) if g is None]
+    assert len(ends) == 3, f"segments ended {len(ends)} times, expected 3"
+    segments = [b"".join(got[a + 1 : b]) for a, b in zip([-1] + ends[:-1], ends)]
+    for name, sent, seg in zip(("burst", "next segment", "streamed"), (burst, second, streamed), segments):
+        assert seg == b"".join(bytes(f.data) for f in sent), f"the {name} did not arrive sample for sample"
+    # the burst (3 s in 20 ms frames, all at once): sent frame by frame until it leads real time, then
+    # gathered; from then on every write but the segment's last carries COALESCE_S
+    sizes = np.round(np.array(writes[:burst_writes]) / 0.02).astype(int)
+    first_gathered = int(np.argmax(sizes > 1))
+    assert sizes[first_gathered] > 1, "the burst was never gathered"
+    split = int(np.searchsorted(np.cumsum(sizes), 150)) + 1  # writes of the first segment
+    assert (sizes[first_gathered : split - 1] == round(COALESCE_S / 0.02)).all(), sizes[:split]
+    assert split <= first_gathered + 150 // round(COALESCE_S / 0.02) + 1
+    assert len(writes) - burst_writes == 25, "frames streamed in real time were held back"
+
+
 #: A stand-in avatar worker in its own process, so that it can be killed: it publishes a video track,
 #: answers the ping RPC and sends the heartbeat every second; on stdin, ``block S`` holds its event
 #: loop for S seconds, ``silent`` stops the heartbeat (the process stays and answers) and ``beat``

@@ -95,6 +95,14 @@ PROBE_AFTER_S = 1.5
 #: as hung (a deadlocked or wedged event loop) and its pending segments are answered.
 HUNG_TIMEOUT_S = 10.0
 _WATCH_S = 0.25  # seconds between looks at the heartbeat
+#: Most audio (seconds) sent to the avatar worker in one data-stream write. Only audio that arrives
+#: :data:`COALESCE_LEAD_S` ahead of real time is gathered: a burst of small frames (an OpenAI
+#: Realtime model's audio deltas, a TTS running ahead) costs one write per gathered chunk, not
+#: one per frame; speech streamed as it is spoken is sent frame by frame, without delay.
+COALESCE_S = 0.1
+#: Seconds of lead over real-time playback (audio sent in the segment minus the time since its
+#: first frame) above which frames are gathered for :data:`COALESCE_S`.
+COALESCE_LEAD_S = 0.15
 #: RPC errors that mean the request never reached a live client (no acknowledgement).
 _UNREACHED = frozenset({rtc.RpcError.ErrorCode.CONNECTION_TIMEOUT, rtc.RpcError.ErrorCode.RECIPIENT_DISCONNECTED,
                         rtc.RpcError.ErrorCode.RECIPIENT_NOT_FOUND, rtc.RpcError.ErrorCode.SEND_FAILED})
@@ -120,6 +128,11 @@ class WorkerAudioOutput(DataStreamAudioOutput):
     under the same identity. The avatar is tracked by participant SID, so a stale participant
     leaving after its replacement joined is not a loss.
 
+    Audio that arrives well ahead of real time (a burst) is written to the worker in chunks of
+    :data:`COALESCE_S` instead of frame by frame (see :data:`COALESCE_LEAD_S`): every write costs
+    both processes and the server CPU, which a 2-core machine running the agent beside its avatar
+    does not have to spare at a turn's start.
+
     Args:
         room, destination_identity, sample_rate: as ``DataStreamAudioOutput``.
         on_avatar_lost: called (no arguments) after the pending segments were answered.
@@ -139,6 +152,11 @@ class WorkerAudioOutput(DataStreamAudioOutput):
         self._last_ack: float | None = None  # perf_counter of its process's last acknowledged probe
         self._probe: asyncio.Task | None = None  # a probe in flight
         self._avatar_lost = False
+        self._held: list[rtc.AudioFrame] = []  # frames gathered for one write (see COALESCE_S)
+        self._in_segment = False  # a frame of the current segment went out (its bookkeeping is done)
+        self._segment_start = 0.0  # perf_counter of the current segment's first frame
+        self._segment_out = 0.0  # seconds of audio captured in the current segment
+        self._flushing: asyncio.Task | None = None  # a flush waiting for the gathered frames' write
         self._watched_room = room
         room.on("participant_connected", self._on_participant_joined)
         room.on("participant_attributes_changed", self._on_attributes)
@@ -151,10 +169,56 @@ class WorkerAudioOutput(DataStreamAudioOutput):
         return self.captured_playout_segments - self._answered
 
     async def capture_frame(self, frame: rtc.AudioFrame) -> None:
+        if self._flushing is not None:  # the last segment's end goes out first
+            await asyncio.shield(self._flushing)
         if self._segment_t0 is None:
             self._segment_t0, self._segment_sent = time.perf_counter(), 0.0
         self._segment_sent += frame.duration
-        await super().capture_frame(frame)
+        if not self._in_segment:  # a segment's first frame goes out at once: the segment count
+            self._in_segment = True  # and the stream to the worker start with it
+            self._segment_start, self._segment_out = time.perf_counter(), frame.duration
+            await super().capture_frame(frame)
+            return
+        self._segment_out += frame.duration
+        held = self._held
+        if held and (frame.sample_rate, frame.num_channels) != (held[0].sample_rate, held[0].num_channels):
+            await self._send_held()
+        lead = self._segment_out - (time.perf_counter() - self._segment_start)
+        if lead < COALESCE_LEAD_S and not held:
+            await super().capture_frame(frame)
+            return
+        held.append(frame)
+        if lead < COALESCE_LEAD_S or sum(f.duration for f in held) >= COALESCE_S - 1e-6:
+            await self._send_held()
+
+    async def _send_held(self) -> None:
+        """Write the gathered frames to the worker as one frame."""
+        if self._held:
+            frames, self._held = self._held, []
+            await super().capture_frame(frames[0] if len(frames) == 1 else rtc.combine_audio_frames(frames))
+
+    def flush(self) -> None:
+        self._in_segment = False
+        if not self._held:
+            super().flush()
+            return
+
+        async def _flush_after_write() -> None:
+            try:
+                await self._send_held()
+            except Exception as e:  # the worker went away meanwhile: the watchdog answers the segment
+                logger.warning("could not send the end of a segment to the avatar worker: %s", e)
+            finally:
+                DataStreamAudioOutput.flush(self)
+                self._flushing = None
+
+        # frames still gathered: written before the segment's stream is closed (and before the next
+        # segment's first frame, which waits for this)
+        self._flushing = asyncio.create_task(_flush_after_write())
+
+    def clear_buffer(self) -> None:
+        self._held = []  # never sent: nothing for the worker to play or cut
+        super().clear_buffer()
 
     def on_playback_finished(self, *, playback_position: float, interrupted: bool,
                              synchronized_transcript: str | None = None) -> None:
