@@ -537,6 +537,48 @@ def test_a_burst_of_small_frames_reaches_the_worker_whole_in_fewer_writes(server
         f"frames streamed in real time were held back: {writes[burst_writes:]}"
 
 
+def test_a_format_change_inside_a_burst_loses_no_frame(server, monkeypatch):
+    """Frames of another sample rate arriving while a burst is being gathered: the gathered ones
+    are written first, then the new ones, none lost and none merged across rates."""
+    from livekit import rtc
+    from livekit.agents.voice.avatar import DataStreamAudioOutput
+    from livekit.plugins.teller.io import WorkerAudioOutput
+
+    written: list[rtc.AudioFrame] = []
+
+    async def record(self, frame):  # what would go to the worker (no worker in this room)
+        written.append(frame)
+
+    monkeypatch.setattr(DataStreamAudioOutput, "capture_frame", record)
+    rng = np.random.default_rng(1)
+
+    def frames(count: int, rate: int) -> list[rtc.AudioFrame]:
+        n = rate // 50
+        return [rtc.AudioFrame(rng.integers(-3000, 3000, n, dtype=np.int16).tobytes(), rate, 1, n) for _ in range(count)]
+
+    async def main():
+        agent = rtc.Room()
+        await agent.connect(server.url, server.token("agent", "formats", agent=True))
+        out = WorkerAudioOutput(agent, destination_identity="avatar", sample_rate=16000)
+        try:
+            sent = frames(40, 16000) + frames(10, 8000)  # 1 s at once: gathered well before the change
+            for f in sent:
+                await out.capture_frame(f)
+            out.flush()
+            await asyncio.sleep(0.2)  # the flush writes what is still gathered
+        finally:
+            out.detach()
+            await agent.disconnect()
+        return sent
+
+    sent = asyncio.run(main())
+    assert any(f.duration > 0.021 for f in written), "nothing was gathered: the change was not tested"
+    for rate in (16000, 8000):
+        assert b"".join(bytes(f.data) for f in written if f.sample_rate == rate) == \
+            b"".join(bytes(f.data) for f in sent if f.sample_rate == rate), f"{rate} Hz audio lost or reordered"
+    assert [f.sample_rate for f in written] == sorted((f.sample_rate for f in written), reverse=True)
+
+
 #: A stand-in avatar worker in its own process, so that it can be killed: it publishes a video track,
 #: answers the ping RPC and sends the heartbeat every second; on stdin, ``block S`` holds its event
 #: loop for S seconds, ``silent`` stops the heartbeat (the process stays and answers) and ``beat``

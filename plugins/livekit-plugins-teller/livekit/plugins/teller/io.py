@@ -180,15 +180,15 @@ class WorkerAudioOutput(DataStreamAudioOutput):
             await super().capture_frame(frame)
             return
         self._segment_out += frame.duration
-        held = self._held
-        if held and (frame.sample_rate, frame.num_channels) != (held[0].sample_rate, held[0].num_channels):
-            await self._send_held()
+        if self._held and (frame.sample_rate, frame.num_channels) != (self._held[0].sample_rate,
+                                                                     self._held[0].num_channels):
+            await self._send_held()  # (it starts a new list: read self._held after it, not before)
         lead = self._segment_out - (time.perf_counter() - self._segment_start)
-        if lead < COALESCE_LEAD_S and not held:
+        if lead < COALESCE_LEAD_S and not self._held:
             await super().capture_frame(frame)
             return
-        held.append(frame)
-        if lead < COALESCE_LEAD_S or sum(f.duration for f in held) >= COALESCE_S - 1e-6:
+        self._held.append(frame)
+        if lead < COALESCE_LEAD_S or sum(f.duration for f in self._held) >= COALESCE_S - 1e-6:
             await self._send_held()
 
     async def _send_held(self) -> None:
