@@ -150,7 +150,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         metrics = train_generator(args.dataset, args.out, steps=args.steps, seed=args.seed, progress=not args.quiet,
                                   command=_command_line(), lr=args.lr, batch=args.batch,
                                   real_fraction=args.real_fraction, aux_mouth=args.aux_mouth, threads=args.threads,
-                                  eval_every=args.eval_every, config=cfg, whisper_dir=args.whisper_model_dir)
+                                  eval_every=args.eval_every, config=cfg, whisper_dir=args.whisper_model_dir,
+                                  noise_fraction=args.noise_fraction, init=args.init)
         print(f"validation mouth-opening r = {metrics['validation_mouth_r']:.3f} at lag 0 "
               f"(loudness baseline {metrics['validation_loudness_r']:.3f})")
         print(f"wrote {write_model_card(args.out, args.dataset)}")
@@ -545,6 +546,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of the windows drawn from real clips (default 0.8)")
     g.add_argument("--aux-mouth", type=float, default=1.0,
                    help="weight of the auxiliary mouth-feature regression loss (default 1; 0 = off)")
+    g.add_argument("--noise-fraction", type=float, default=0.0,
+                   help="share of the real clips' windows that hear the clip's speech under babble or coloured noise "
+                   "(-5 to 20 dB SNR; default 0)")
+    g.add_argument("--init", type=Path,
+                   help="checkpoint folder whose generator weights training starts from (fine-tuning)")
     g.add_argument("--prev-mask-mouth", type=float,
                    help="chance a previous-frame mouth token is masked in training (default: GeneratorConfig's)")
     g.add_argument("--prev-mask-head", type=float,

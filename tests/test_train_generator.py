@@ -8,7 +8,7 @@ import json
 import numpy as np
 from teller_agent.fmlg.tokenizer import FEATURE_DIM, MOUTH_DIM
 from teller_agent.train.dataset import Clip, clip_features, load_clips
-from teller_agent.train.generator import _batch, _TokenizedClip
+from teller_agent.train.generator import NOISE_SNR_DB, _batch, _TokenizedClip, noisy_twin_audio
 
 FRAMES = 50  # 2 s at 25 fps
 
@@ -36,6 +36,52 @@ def test_windows_keep_tokens_audio_and_mouth_of_the_same_frames():
         assert bool(first[b]) == (frames[0] == 0)
         if frames[0] > 0:
             assert tok[b, 0, 0] == frames[0] - 1  # the frame before the window
+
+
+def test_noisy_twins_are_fixed_per_clip_within_the_snr_range_and_replace_the_audio_in_their_share():
+    from teller_agent.data.augment import _speech_power
+
+    clip, other = _clip("real_a", seed=0), _clip("real_b", seed=1)
+    sources = [_clip("real_c", seed=2).audio]
+    twin = noisy_twin_audio(clip, sources)
+    np.testing.assert_array_equal(twin, noisy_twin_audio(clip, sources))  # cacheable: same clip, same twin
+    assert not np.array_equal(twin, noisy_twin_audio(other, sources)[: len(twin)])
+    assert not np.array_equal(twin, noisy_twin_audio(clip, sources, seed=1))
+    snr = 10 * np.log10(_speech_power(clip.audio) / _speech_power(twin - clip.audio))
+    assert NOISE_SNR_DB[0] - 0.5 <= snr <= NOISE_SNR_DB[1] + 0.5
+
+    frames = np.arange(FRAMES)
+    tokens = np.repeat(frames[:, None], 4, 1).astype(np.int64)
+    mouth = np.zeros((FRAMES, MOUTH_DIM), np.float32)
+    clean, noisy = np.zeros((FRAMES, 6), np.float32), np.ones((FRAMES, 6), np.float32)
+    it = _TokenizedClip(clip, tokens, mouth, clean, noisy)
+    a, tok, _, _ = _batch([it], 20, 400, np.random.default_rng(0), noise_fraction=0.3)
+    share = float(a[:, 0, 0].mean())
+    assert 0.22 < share < 0.38  # about 30% of the windows hear the twin, whole windows
+    assert set(np.unique(a[:, :, 0].numpy(), axis=None)) == {0.0, 1.0}
+    assert bool(((a[:, :, 0] == a[:, :1, 0]).all()))
+    # no twin or no share: the clean features, and the same windows as before noisy twins existed
+    base = _batch([_TokenizedClip(clip, tokens, mouth, clean)], 20, 50, np.random.default_rng(0))
+    off = _batch([it], 20, 50, np.random.default_rng(0), noise_fraction=0.0)
+    assert float(off[0].abs().max()) == 0.0
+    np.testing.assert_array_equal(base[1].numpy(), off[1].numpy())
+
+
+def test_babble_is_other_voices_at_the_asked_snr():
+    from teller_agent.data.augment import _speech_power, add_babble
+
+    x = _clip("a", seed=0).audio
+    voices = [_clip("b", seed=1).audio[:5000], _clip("c", seed=2).audio]  # a short one is looped
+    for snr in (-5.0, 0.0, 10.0):
+        y = add_babble(x, np.random.default_rng(0), snr, voices)
+        assert y.shape == x.shape and y.dtype == np.float32
+        assert abs(10 * np.log10(_speech_power(x) / _speech_power(y - x)) - snr) < 0.01
+    np.testing.assert_array_equal(add_babble(x, np.random.default_rng(4), 0.0, voices),
+                                  add_babble(x, np.random.default_rng(4), 0.0, voices))
+    import pytest
+
+    with pytest.raises(ValueError, match="source"):
+        add_babble(x, np.random.default_rng(0), 0.0, [])
 
 
 def test_clip_features_are_computed_once_per_clip_and_offset(tmp_path):
@@ -116,6 +162,14 @@ def test_tokenizer_student_and_generator_train_end_to_end(tmp_path):
     motion = MotionGenerator(ck).generate(np.zeros(16000, np.float32), 16000)
     assert len(motion) == 25
 
+    # fine-tuning from that generator with noisy twins of the real training clip (not of the synthetic one)
+    tuned = train_generator(data, ck, steps=2, batch=2, length=16, progress=False, eval_every=2, init=ck,
+                            noise_fraction=0.5)
+    assert tuned["generator_init"] == str(ck) and tuned["generator_noise_fraction"] == 0.5
+    twins = list((data / "features").glob("*-noisy*/*.npy"))
+    assert [p.name.split(".")[0] for p in twins] == ["c1"]
+    assert load_checkpoint(ck).generator.cfg.d_model == 32  # the initial checkpoint's architecture
+
     # `teller-agent train readout`: refits the lip readout and measures penalties and weights on validation
     from teller_agent.config import DEFAULT_LIP_READOUT
     from teller_agent.train.card import write_model_card
@@ -130,5 +184,9 @@ def test_tokenizer_student_and_generator_train_end_to_end(tmp_path):
     loaded = load_checkpoint(ck)
     assert loaded.info["lip_readout_fit"]["ridge"] == LIP_READOUT_RIDGE
     assert loaded.info["lip_readout_weight"] == DEFAULT_LIP_READOUT
+    noise = loaded.info["noise_robustness"]
+    assert [r["lip_readout"] for r in noise] == [0.0, DEFAULT_LIP_READOUT]
+    assert all(np.isfinite(r["r_noisy"]) and r["open_inflation"] > 0 for r in noise)
     card = write_model_card(ck, data).read_text()
     assert "Ridge penalty of the readout" in card and "| 50000 |" in card
+    assert "| generator alone |" in card and "babble" in card

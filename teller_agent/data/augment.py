@@ -16,6 +16,7 @@ Public API::
     time_stretch(pcm, rate, sr)                 # WSOLA tempo change, pitch kept
     pitch_shift(pcm, sr, semitones)             # resample + time-stretch back
     add_noise(pcm, rng, snr_db, colour="white") # white / pink / brown noise
+    add_babble(pcm, rng, snr_db, sources)       # other people talking at once
     apply_gain(pcm, gain_db)
     reverb(pcm, sr, rng, rt60, wet)             # exponentially decaying noise IR
     band_limit(pcm, sr, low_hz, high_hz)        # telephone / cheap-mic colouring
@@ -36,6 +37,7 @@ from ..media.audio import resample
 __all__ = [
     "AugmentConfig",
     "Augmented",
+    "add_babble",
     "add_noise",
     "apply_gain",
     "augment",
@@ -153,6 +155,40 @@ def add_noise(pcm: np.ndarray, rng: np.random.Generator, snr_db: float, colour: 
     p_speech = _speech_power(x)
     p_noise = float(np.mean(noise ** 2)) + 1e-20
     noise *= np.sqrt(p_speech / p_noise / 10.0 ** (snr_db / 10.0))
+    return (x + noise).astype(np.float32)
+
+
+def add_babble(pcm: np.ndarray, rng: np.random.Generator, snr_db: float, sources: list[np.ndarray],
+               talkers: int = 4) -> np.ndarray:
+    """Add babble, ``talkers`` other voices talking at once, at ``snr_db`` dB below the speech power
+    (pauses excluded on both sides): the noise of a cafe, an open office or a meeting room.
+
+    Each talker is a random excerpt of one of ``sources`` (mono float32 PCM at the same rate; a
+    source shorter than ``pcm`` is looped), scaled to the same speech power before they are summed,
+    so no single voice stands out.
+
+    Raises:
+        ValueError: ``sources`` is empty or ``talkers`` < 1.
+    """
+    if not sources or talkers < 1:
+        raise ValueError("add_babble needs at least one source and one talker")
+    x = np.asarray(pcm, np.float32)
+    if len(x) == 0:
+        return x.copy()
+    noise = np.zeros(len(x), np.float64)
+    for k in rng.choice(len(sources), size=talkers, replace=len(sources) < talkers):
+        src = np.asarray(sources[k], np.float64)
+        if len(src) == 0:
+            continue
+        reps = -(-len(x) // len(src)) + 1
+        src = np.tile(src, reps)
+        start = int(rng.integers(0, len(src) - len(x) + 1))
+        voice = src[start : start + len(x)]
+        noise += voice / np.sqrt(_speech_power(voice) + 1e-20)
+    p_noise = _speech_power(noise)
+    if p_noise <= 0:
+        return x.copy()
+    noise *= np.sqrt(_speech_power(x) / p_noise / 10.0 ** (snr_db / 10.0))
     return (x + noise).astype(np.float32)
 
 

@@ -111,6 +111,28 @@ def _lip_readout_table(info: dict) -> list[str]:
     return lines + [""]
 
 
+def _noise_table(info: dict) -> list[str]:
+    """The lips under babble (``info["noise_robustness"]``, written by ``teller-agent train readout``)."""
+    rows = info.get("noise_robustness")
+    if not rows:
+        return []
+    snr = rows[0]["snr_db"]
+    lines = [f"Noise: the validation clips' speech as recorded and under babble (4 other voices from the training "
+             f"clips at {snr:g} dB SNR; `teller_agent.train.evaluate.noise_robustness`); inflation = under babble "
+             "over as recorded (1 = the noise leaves the mouth alone); sampling seeds 0-2:", "",
+             "| lips | r (lag 0), as recorded | r (lag 0), babble | mean opening inflation | std inflation |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        name = "generator alone" if r["lip_readout"] == 0 else f"shipped blend (w = {r['lip_readout']:g})"
+        lines.append(f"| {name} | {r['r_clean']:.3f} | {r['r_noisy']:.3f} | {r['open_inflation']:.2f}x | "
+                     f"{r['std_inflation']:.2f}x |")
+    if info.get("generator_noise_fraction"):
+        lines += ["", f"The generator was trained with {100 * info['generator_noise_fraction']:.0f}% of the real "
+                  "clips' windows hearing their speech under babble or white, pink or brown noise (-5 to 20 dB SNR; "
+                  "`teller_agent.train.generator.noisy_twin_audio`)."]
+    return lines + [""]
+
+
 def _heldout(results: dict | None) -> list[str]:
     if not results:
         return ["Held-out speakers: not evaluated yet (`teller-agent eval lipsync --heldout`).", ""]
@@ -231,7 +253,7 @@ def write_model_card(checkpoint: str | Path, dataset: str | Path, commands: list
         f"{_num(info.get('validation_mouth_std_ratio_at_gain_1'))}x the real speakers' standard deviation on the "
         f"validation speakers; the mouth expression deltas are scaled by `mouth_gain` = {info['mouth_gain']} around "
         f"the rest face (`teller_agent.train.evaluate.calibrate_mouth_gain`; r and lags do not change).", "",
-    ] if info.get("mouth_gain") else []) + _lip_readout_table(info) + _lookahead_table(info) + _heldout(results) + [
+    ] if info.get("mouth_gain") else []) + _lip_readout_table(info) + _noise_table(info) + _lookahead_table(info) + _heldout(results) + [
         f"Training time on the CPU (one core): tokenizer {info.get('tokenizer_minutes')} min, student "
         f"{info.get('student_minutes')} min, generator {info.get('generator_minutes')} min.",
         "",

@@ -31,16 +31,20 @@ def mouth_sync(generator: MotionGenerator, clips: list[Clip], max_seconds: float
 
     Returns ``{"r": mean r, "loudness_r": mean r of the loudness baseline, "best_lag": mean best lag (frames,
     positive = generated late), "std_ratio" / "velocity_ratio": the generated mouth opening's standard deviation
-    and mean absolute velocity over the real one's (speaker means), "clips": {id: (r, loudness_r)}}`` (a clip's r is its mean over the seeds, at
+    and mean absolute velocity over the real one's (speaker means), "mean_open": the generated mouth opening's mean
+    above the clip's rest face (inter-ocular distances, speaker means), "clips": {id: (r, loudness_r)}}`` (a clip's r is its mean over the seeds, at
     lag 0, its best lag the mean over the seeds of :func:`~teller_agent.eval.metrics.best_lag`; the means are
     over speakers, :func:`~teller_agent.eval.metrics.speaker_mean`).
     """
+    from ..motion.latent import MotionLatent
+
     seeds = (generator.seed,) if seeds is None else tuple(seeds)
-    per_clip, frames_of, lag_of, amp = {}, {}, {}, {}
+    per_clip, frames_of, lag_of, amp, opened = {}, {}, {}, {}, {}
+    rest_features = motion_to_features(MotionLatent.neutral(1, 68))
     for clip in clips:
         frames = min(clip.num_frames, int(max_seconds * 25))
         audio = clip.audio[: frames * SAMPLES_PER_FRAME]
-        rs, lags, amps = [], [], []
+        rs, lags, amps, opens = [], [], [], []
         for seed in seeds:
             generator.seed = seed
             motion = generator.generate(audio, SAMPLE_RATE)
@@ -50,8 +54,10 @@ def mouth_sync(generator: MotionGenerator, clips: list[Clip], max_seconds: float
             rs.append(pearson(gen, true))
             lags.append(best_lag(gen, true))
             amps.append((np.std(gen), np.std(true), velocity(gen), velocity(true)))
+            opens.append(np.mean(gen))
         lag_of[clip.id] = float(np.mean(lags))
         amp[clip.id] = np.mean(amps, 0)
+        opened[clip.id] = float(np.mean(opens)) - float(clip_mouth_opening(clip, rest_features)[0])
         loud = loudness_envelope(audio, SAMPLE_RATE)[:n]
         per_clip[clip.id] = (float(np.mean(rs)), pearson(loud, true))
         frames_of[clip.id] = n
@@ -65,7 +71,8 @@ def mouth_sync(generator: MotionGenerator, clips: list[Clip], max_seconds: float
     return {"r": speaker_mean([per_clip[c.id][0] for c in clips], speakers, weights),
             "loudness_r": speaker_mean([per_clip[c.id][1] for c in clips], speakers, weights),
             "best_lag": speaker_mean([lag_of[c.id] for c in clips], speakers, weights),
-            "std_ratio": ratio(0), "velocity_ratio": ratio(2), "clips": per_clip}
+            "std_ratio": ratio(0), "velocity_ratio": ratio(2),
+            "mean_open": speaker_mean([opened[c.id] for c in clips], speakers, weights), "clips": per_clip}
 
 
 def default_eval_temperatures() -> tuple[float, ...]:
@@ -314,3 +321,61 @@ def lip_readout_study(checkpoint, clips: list[Clip], weights: tuple[float, ...] 
     stats, real_std = _variant_sync(clips, seeds, max_seconds, variants)
     return [{"weight": w, "r": round(stats[w]["r"], 4), "best_lag": round(stats[w]["best_lag"], 3),
              "std_ratio": round(stats[w]["std"] / real_std, 3)} for w in weights]
+
+
+#: SNR (dB) of the babble in :func:`noise_robustness`.
+NOISE_CHECK_SNR_DB = 0.0
+
+
+def noise_robustness(generator: MotionGenerator, clips: list[Clip], sources: list[np.ndarray],
+                     snr_db: float = NOISE_CHECK_SNR_DB, seeds: tuple[int, ...] = (0, 1, 2),
+                     max_seconds: float = 20.0) -> dict:
+    """Lip sync on ``clips`` (the validation speakers) with their speech as recorded and under babble
+    (:func:`~teller_agent.data.augment.add_babble` of ``sources``, other speakers' speech, at ``snr_db``;
+    the same mixture for a given clip).
+
+    The same words under noise should move the mouth as they do in quiet: ``open_inflation`` (the generated
+    mouth's mean opening above the rest face under noise over that in quiet) and ``std_inflation`` (the same
+    for its standard deviation; speaker means) are 1 for a generator that ignores the noise, above 1 for one
+    that opens the mouth to it.
+
+    Returns:
+        ``{"r_clean", "r_noisy", "std_ratio_clean", "std_ratio_noisy", "std_inflation", "open_inflation",
+        "snr_db"}`` (r at lag 0 against the real mouth; std ratios generated over real, as :func:`mouth_sync`).
+    """
+    import dataclasses
+    import zlib
+
+    from ..data.augment import add_babble
+
+    noisy = [dataclasses.replace(c, audio=add_babble(c.audio, np.random.default_rng(zlib.crc32(c.id.encode())),
+                                                      snr_db, sources)) for c in clips]
+    clean_sync = mouth_sync(generator, clips, max_seconds, seeds)
+    noisy_sync = mouth_sync(generator, noisy, max_seconds, seeds)
+    return {"r_clean": clean_sync["r"], "r_noisy": noisy_sync["r"], "std_ratio_clean": clean_sync["std_ratio"],
+            "std_ratio_noisy": noisy_sync["std_ratio"],
+            "std_inflation": noisy_sync["std_ratio"] / clean_sync["std_ratio"],
+            "open_inflation": noisy_sync["mean_open"] / clean_sync["mean_open"], "snr_db": snr_db}
+
+
+def shipped_noise_robustness(checkpoint, clips: list[Clip], sources: list[np.ndarray],
+                             seeds: tuple[int, ...] = (0, 1, 2)) -> list[dict]:
+    """:func:`noise_robustness` of a saved checkpoint with the shipped sampling settings, for the generator's own
+    lips (lip readout weight 0) and for the shipped blend (:data:`~teller_agent.config.DEFAULT_LIP_READOUT`, when
+    the checkpoint has a lip readout): ``[{"lip_readout": w, **noise_robustness(...)}]``, rounded to 4 places.
+
+    Raises:
+        CheckpointError: the folder does not hold a loadable checkpoint.
+    """
+    from ..config import DEFAULT_LIP_READOUT
+    from ..fmlg.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(checkpoint)
+    weights = (0.0, DEFAULT_LIP_READOUT) if ck.lip_readout is not None else (0.0,)
+    rows = []
+    for w in weights:
+        gen = MotionGenerator(ck, temperature_mouth=default_eval_temperatures()[0],
+                              lip_particles=default_lip_particles(), lip_readout=w)
+        rows.append({"lip_readout": w, **{k: round(float(v), 4) for k, v in
+                                          noise_robustness(gen, clips, sources, seeds=seeds).items()}})
+    return rows

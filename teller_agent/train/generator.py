@@ -6,11 +6,20 @@ The audio features of every clip are computed once and cached in the dataset fol
 generator. Settings are chosen on the validation speakers (the in-training lip-sync
 check and the figures written into the checkpoint are theirs); the held-out speakers
 are only ever evaluated by ``teller-agent eval lipsync --heldout``.
+
+The real clips are clean studio and broadcast speech. With ``noise_fraction`` > 0 each
+real training clip also gets a *noisy twin* (:func:`noisy_twin_audio`: its speech under
+babble or coloured noise at -5 to 20 dB SNR, fixed per clip) whose features replace the
+clean ones in that share of its windows, with the same motion targets, so the generator
+hears noisy speech too (``docs/results/design_measurements.md`` records what it changed;
+the shipped checkpoint is trained without it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -28,21 +37,50 @@ from .evaluate import calibrate_mouth_gain, clip_mouth_opening, evaluate_checkpo
 from .plots import plot_curves
 
 
+#: SNR range (dB, speech over noise) of the noisy twins of the real training clips.
+NOISE_SNR_DB = (-5.0, 20.0)
+#: Share of the noisy twins whose noise is babble (other voices); the rest get white, pink or brown noise.
+BABBLE_SHARE = 0.6
+#: Version of the noisy-twin recipe, part of the feature cache's name.
+NOISY_TWIN_VERSION = 1
+
+
 class _TokenizedClip:
     """A clip's motion tokens, mouth targets and audio features, frame-aligned."""
 
-    def __init__(self, clip: Clip, tokens: np.ndarray, mouth: np.ndarray, audio: np.ndarray):
+    def __init__(self, clip: Clip, tokens: np.ndarray, mouth: np.ndarray, audio: np.ndarray,
+                 noisy: np.ndarray | None = None):
         n = min(len(tokens), len(audio))
         self.clip = clip
         self.tokens = tokens[:n]  # (T, K) int64
         self.mouth = mouth[:n]  # (T, MOUTH_DIM) float32 normalised mouth features (auxiliary regression target)
         self.audio = audio[:n]  # (T, D) float32 audio features
+        self.noisy = noisy[:n] if noisy is not None and len(noisy) >= n else None  # the noisy twin's, or None
 
 
-def _batch(items: list[_TokenizedClip], length: int, batch: int, rng: np.random.Generator, real_fraction: float = 0.5
-           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def noisy_twin_audio(clip: Clip, sources: list[np.ndarray], seed: int = 0) -> np.ndarray:
+    """``clip``'s speech mixed with noise, the same for a given clip and ``seed`` (so its features can be
+    cached): babble of other voices from ``sources`` (:func:`~teller_agent.data.augment.add_babble`) with
+    probability :data:`BABBLE_SHARE`, else white, pink or brown noise, at an SNR drawn from
+    :data:`NOISE_SNR_DB`.
+
+    Returns:
+        (N,) float32 at the clip's 16 kHz, as long as ``clip.audio``.
+    """
+    from ..data.augment import add_babble, add_noise
+
+    rng = np.random.default_rng([zlib.crc32(clip.id.encode()), seed, NOISY_TWIN_VERSION])
+    snr = float(rng.uniform(*NOISE_SNR_DB))
+    if sources and rng.uniform() < BABBLE_SHARE:
+        return add_babble(clip.audio, rng, snr, sources)
+    return add_noise(clip.audio, rng, snr, str(rng.choice(["white", "pink", "brown"])))
+
+
+def _batch(items: list[_TokenizedClip], length: int, batch: int, rng: np.random.Generator, real_fraction: float = 0.5,
+           noise_fraction: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Windows of ``length`` frames: audio features (B, L, D), tokens (B, L + 1, K) (the frame before the
-    window first), ``first_is_bos`` (B,) and mouth targets (B, L, MOUTH_DIM)."""
+    window first), ``first_is_bos`` (B,) and mouth targets (B, L, MOUTH_DIM). A window of a clip with a
+    noisy twin takes the twin's audio features with probability ``noise_fraction``."""
     picks = sample_clips([len(it.tokens) for it in items], [it.clip.kind for it in items], batch, rng, real_fraction)
     s_len = min(length, min(len(items[i].tokens) for i in picks))
     k, d = items[0].tokens.shape[1], items[0].audio.shape[1]
@@ -53,7 +91,8 @@ def _batch(items: list[_TokenizedClip], length: int, batch: int, rng: np.random.
     for b, i in enumerate(picks):
         it = items[i]
         s = int(rng.integers(0, len(it.tokens) - s_len + 1))
-        audio[b] = it.audio[s : s + s_len]
+        noisy = noise_fraction > 0 and it.noisy is not None and rng.uniform() < noise_fraction
+        audio[b] = (it.noisy if noisy else it.audio)[s : s + s_len]
         tokens[b, 1:] = it.tokens[s : s + s_len]
         mouth[b] = it.mouth[s : s + s_len]
         if s > 0:
@@ -116,6 +155,8 @@ def train_generator(
     threads: int | None = None,
     eval_temperatures: tuple[float, ...] | None = None,
     whisper_dir: str | Path | None = None,
+    noise_fraction: float = 0.0,
+    init: str | Path | None = None,
 ) -> dict:
     """Train the generator on the tokens of the tokenizer stored in ``checkpoint`` and the audio features of
     its encoder (``config.audio_encoder``: ``"student"``, the default, needs the student in ``checkpoint``,
@@ -126,7 +167,9 @@ def train_generator(
     the frame's normalised mouth features (jaw + lips) regressed linearly from the transformer output ``h_t``
     and, separately, from the audio embedding alone (training-only heads, not saved): a dense, continuous lip
     target next to the sparse token targets. ``real_fraction`` of the windows come from real clips;
-    ``threads`` sets ``torch.set_num_threads`` (None: leave it). The validation speakers' lip sync is checked
+    ``threads`` sets ``torch.set_num_threads`` (None: leave it). ``noise_fraction`` of the real clips' windows
+    hear their noisy twin (module docstring). ``init``: a checkpoint folder whose generator weights the
+    training starts from (fine-tuning; its generator config is used, ``config`` is ignored). The validation speakers' lip sync is checked
     every ``eval_every`` steps; the weights of the evaluation with the highest validation mouth r are the ones
     saved (``generator_kept_step``; checkpoint selection on the validation speakers, never on held-out ones).
     At the end the lips' amplitude is calibrated on the validation speakers
@@ -142,24 +185,36 @@ def train_generator(
     rng = np.random.default_rng(seed)
     ck = load_checkpoint(checkpoint, need_generator=False)
     tokenizer = ck.tokenizer
-    cfg = config or GeneratorConfig(audio_encoder="student")
+    start_from = load_checkpoint(init).generator if init is not None else None
+    cfg = start_from.cfg if start_from is not None else (config or GeneratorConfig(audio_encoder="student"))
     cfg.tokens_per_frame, cfg.mouth_tokens = tokenizer.tokens_per_frame, tokenizer.cfg.levels
     cfg.codebook_size = tokenizer.cfg.codebook_size
     key, compute, student = audio_feature_source(checkpoint, cfg, whisper_dir)
     if student is not None:
         cfg.lookahead, cfg.audio_dim = student.lookahead, student.cfg.dim
     model = MotionTokenGenerator(cfg)
+    if start_from is not None:
+        model.load_state_dict(start_from.state_dict())
 
-    def tokenize(clips: list[Clip]) -> list[_TokenizedClip]:
+    def tokenize(clips: list[Clip], noisy_sources: list[Clip] | None = None) -> list[_TokenizedClip]:
         out = []
         for c in tqdm(clips, desc="tokens + audio features", unit="clip", disable=not progress):
             x = torch.from_numpy(c.features)[None]
             mouth = tokenizer.normalize(x)[0, :, :MOUTH_DIM].numpy()
+            noisy = None
+            if noisy_sources is not None and c.kind == "real":
+                others = [o.audio for o in noisy_sources if o.speaker != c.speaker]
+                twin = dataclasses.replace(c, audio=noisy_twin_audio(c, others, seed))
+                noisy = clip_features(dataset, twin, f"{key}-noisy{NOISY_TWIN_VERSION}s{seed}", compute)
             out.append(_TokenizedClip(c, tokenizer.encode(x)[0].numpy(), mouth,
-                                      clip_features(dataset, c, key, compute)))
+                                      clip_features(dataset, c, key, compute), noisy))
         return out
 
-    train = tokenize(load_clips(dataset, split="train", usable_only=True))
+    train_clips = load_clips(dataset, split="train", usable_only=True)
+    babble = None
+    if noise_fraction > 0:  # other voices for the babble: the real clips of the other training speakers
+        babble = [c for c in train_clips if c.kind == "real"]
+    train = tokenize(train_clips, babble)
     validation_clips = load_clips(dataset, split="validation", kinds=("real",))
     validation = tokenize(validation_clips)
     cfg.audio_dim = train[0].audio.shape[1]
@@ -183,7 +238,7 @@ def train_generator(
     best = {"r": -np.inf, "step": 0, "state": None}
     for step in bar:
         model.train()
-        audio, tokens, first, mouth = _batch(train, length, batch, rng, real_fraction)
+        audio, tokens, first, mouth = _batch(train, length, batch, rng, real_fraction, noise_fraction)
         logits, h, audio_emb = model(audio, tokens, first, return_hidden=True)
         ce = F.cross_entropy(logits.reshape(-1, cfg.codebook_size), tokens[:, 1:].reshape(-1),
                              reduction="none", label_smoothing=0.05).view(tokens.shape[0], -1, cfg.tokens_per_frame)
@@ -236,6 +291,8 @@ def train_generator(
         "generator_lr": lr,
         "generator_real_fraction": real_fraction,
         "generator_aux_mouth": aux_mouth,
+        "generator_noise_fraction": noise_fraction,
+        "generator_init": str(init) if init is not None else None,
         "generator_parameters": sum(p.numel() for p in model.parameters()),
         "generator_command": command,
     }

@@ -203,10 +203,12 @@ def fit_lip_readout(dataset: str | Path, checkpoint: str | Path, command: str | 
     lip sync at the default weight for each penalty in ``ridges``
     (:func:`~teller_agent.train.evaluate.lip_readout_ridge_study`), then, after calibrating the blend's amplitude
     at the default weight (:func:`~teller_agent.train.evaluate.calibrate_lip_readout_gain`), the blend for each
-    weight (:func:`~teller_agent.train.evaluate.lip_readout_study`); all go into the checkpoint's info.
+    weight (:func:`~teller_agent.train.evaluate.lip_readout_study`), and last the lips' robustness to babble for
+    the generator alone and the shipped blend (:func:`~teller_agent.train.evaluate.noise_robustness`, other
+    voices from the training clips); all go into the checkpoint's info.
 
     Returns ``{"path", "clips", "frames", "speakers", "ridge"}`` plus ``lip_readout_ridge_study``,
-    ``lip_readout_study`` and ``lip_readout_gain`` when measured.
+    ``lip_readout_study``, ``lip_readout_gain`` and ``noise_robustness`` when measured.
 
     Raises:
         CheckpointError: no student in ``checkpoint``; TellerError: the dataset has no such clips.
@@ -215,7 +217,7 @@ def fit_lip_readout(dataset: str | Path, checkpoint: str | Path, command: str | 
 
     from ..errors import TellerError
     from ..fmlg.checkpoint import load_student
-    from .evaluate import calibrate_lip_readout_gain, lip_readout_ridge_study, lip_readout_study
+    from .evaluate import calibrate_lip_readout_gain, lip_readout_ridge_study, lip_readout_study, shipped_noise_robustness
 
     student = load_student(checkpoint)
     train = load_clips(dataset, split="train", kinds=("real",), usable_only=True)
@@ -235,10 +237,12 @@ def fit_lip_readout(dataset: str | Path, checkpoint: str | Path, command: str | 
         ridge_study = lip_readout_ridge_study(checkpoint, validation, readouts)
         gain = calibrate_lip_readout_gain(checkpoint, validation)
         study = lip_readout_study(checkpoint, validation)
+        noise = shipped_noise_robustness(checkpoint, validation, [c.audio for c in train])
         record_info(checkpoint, {"lip_readout_fit": {k: info[k] for k in ("clips", "frames", "speakers", "ridge")},
                                  "lip_readout_ridge_study": ridge_study, "lip_readout_study": study,
-                                 "lip_readout_weight": DEFAULT_LIP_READOUT, "lip_readout_command": command})
-        info.update(lip_readout_ridge_study=ridge_study, lip_readout_study=study, **gain)
+                                 "lip_readout_weight": DEFAULT_LIP_READOUT, "lip_readout_command": command,
+                                 "noise_robustness": noise})
+        info.update(lip_readout_ridge_study=ridge_study, lip_readout_study=study, noise_robustness=noise, **gain)
     return info
 
 
