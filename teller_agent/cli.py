@@ -118,6 +118,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         for row in info.get("lip_readout_study", []):
             print(f"validation speakers, lip readout weight {row['weight']:.2f}: r = {row['r']:.3f} at lag 0, "
                   f"best lag {row['best_lag']:+.2f} frames, std ratio {row['std_ratio']:.2f}")
+        for row in info.get("noise_robustness", []):
+            print(f"validation speakers, lip readout weight {row['lip_readout']:.2f}, babble at {row['snr_db']:g} dB: "
+                  f"r = {row['r_clean']:.3f} as recorded, {row['r_noisy']:.3f} under babble; mean opening "
+                  f"{row['open_inflation']:.2f}x, std {row['std_inflation']:.2f}x")
         if "lip_readout_gain" in info:
             print(f"lip_readout_gain calibrated to {info['lip_readout_gain']} at the default weight "
                   f"(blend std ratio {info['validation_blend_std_ratio_at_gain_1']} at gain 1)")
