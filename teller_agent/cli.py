@@ -552,7 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of the auxiliary mouth-feature regression loss (default 1; 0 = off)")
     g.add_argument("--noise-fraction", type=float, default=0.0,
                    help="share of the real clips' windows that hear the clip's speech under babble or coloured noise "
-                   "(-5 to 20 dB SNR; default 0)")
+                   "(SNR range: NOISE_SNR_DB in teller_agent.train.generator; default 0)")
     g.add_argument("--init", type=Path,
                    help="checkpoint folder whose generator weights training starts from (fine-tuning)")
     g.add_argument("--prev-mask-mouth", type=float,

@@ -158,8 +158,12 @@ def add_noise(pcm: np.ndarray, rng: np.random.Generator, snr_db: float, colour: 
     return (x + noise).astype(np.float32)
 
 
+#: Voices in :func:`add_babble`'s babble unless told otherwise.
+BABBLE_TALKERS = 4
+
+
 def add_babble(pcm: np.ndarray, rng: np.random.Generator, snr_db: float, sources: list[np.ndarray],
-               talkers: int = 4) -> np.ndarray:
+               talkers: int = BABBLE_TALKERS) -> np.ndarray:
     """Add babble, ``talkers`` other voices talking at once, at ``snr_db`` dB below the speech power
     (pauses excluded on both sides): the noise of a cafe, an open office or a meeting room.
 

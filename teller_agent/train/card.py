@@ -116,9 +116,11 @@ def _noise_table(info: dict) -> list[str]:
     rows = info.get("noise_robustness")
     if not rows:
         return []
+    from ..data.augment import BABBLE_TALKERS
+
     snr = rows[0]["snr_db"]
-    lines = [f"Noise: the validation clips' speech as recorded and under babble (4 other voices from the training "
-             f"clips at {snr:g} dB SNR; `teller_agent.train.evaluate.noise_robustness`); inflation = under babble "
+    lines = [f"Noise: the validation clips' speech as recorded and under babble ({BABBLE_TALKERS} other voices from "
+             f"the training clips at {snr:g} dB SNR; `teller_agent.train.evaluate.noise_robustness`); inflation = under babble "
              "over as recorded (1 = the noise leaves the mouth alone); sampling seeds 0-2:", "",
              "| lips | r (lag 0), as recorded | r (lag 0), babble | mean opening inflation | std inflation |",
              "|---|---|---|---|---|"]
@@ -127,8 +129,11 @@ def _noise_table(info: dict) -> list[str]:
         lines.append(f"| {name} | {r['r_clean']:.3f} | {r['r_noisy']:.3f} | {r['open_inflation']:.2f}x | "
                      f"{r['std_inflation']:.2f}x |")
     if info.get("generator_noise_fraction"):
+        from .generator import NOISE_SNR_DB
+
         lines += ["", f"The generator was trained with {100 * info['generator_noise_fraction']:.0f}% of the real "
-                  "clips' windows hearing their speech under babble or white, pink or brown noise (-5 to 20 dB SNR; "
+                  f"clips' windows hearing their speech under babble or white, pink or brown noise "
+                  f"({NOISE_SNR_DB[0]:g} to {NOISE_SNR_DB[1]:g} dB SNR; "
                   "`teller_agent.train.generator.noisy_twin_audio`)."]
     return lines + [""]
 

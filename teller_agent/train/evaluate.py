@@ -89,6 +89,13 @@ def default_lip_particles() -> int:
     return DEFAULT_LIP_PARTICLES
 
 
+def _shipped_sampling(ck, lip_readout: float) -> MotionGenerator:
+    """A generator of the loaded checkpoint ``ck`` with the shipped lip temperature and particles, its lips blended
+    with the lip readout at weight ``lip_readout``."""
+    return MotionGenerator(ck, temperature_mouth=default_eval_temperatures()[0], lip_particles=default_lip_particles(),
+                           lip_readout=lip_readout)
+
+
 def evaluate_checkpoint(checkpoint, clips: list[Clip], temperatures: tuple[float, ...] | None = None,
                         seeds: tuple[int, ...] = (0, 1, 2), whisper_dir=None, particles: int | None = None) -> dict:
     """Held-out lip sync of a *saved* checkpoint folder (its float16 weights, as shipped), recorded in its
@@ -187,8 +194,7 @@ def _calibrate_gain(checkpoint, clips: list[Clip], seeds: tuple[int, ...], gain:
     if lip_readout > 0 and ck.lip_readout is None:
         raise ValueError(f"{checkpoint} has no lip readout; fit one with `teller-agent train readout`")
     setattr(ck.generator.cfg, gain, 1.0)
-    gen = MotionGenerator(ck, temperature_mouth=default_eval_temperatures()[0], lip_particles=default_lip_particles(),
-                          lip_readout=lip_readout)
+    gen = _shipped_sampling(ck, lip_readout)
     ratio = mouth_sync(gen, clips, seeds=seeds)["std_ratio"]
     setattr(ck.generator.cfg, gain, round(1.0 / ratio, 3))
     info = {gain: getattr(ck.generator.cfg, gain), ratio_key: round(ratio, 3)}
@@ -261,8 +267,7 @@ def lip_readout_ridge_study(checkpoint, clips: list[Clip], readouts: dict, seeds
     ck = load_checkpoint(checkpoint)
     if ck.student is None:
         raise CheckpointError(f"{checkpoint} has no audio student for a lip readout")
-    gen = MotionGenerator(ck, temperature_mouth=default_eval_temperatures()[0], lip_particles=default_lip_particles(),
-                          lip_readout=0.0)
+    gen = _shipped_sampling(ck, 0.0)
     w = DEFAULT_LIP_READOUT
 
     def variants(clip: Clip, audio: np.ndarray, frames: int, seed: int) -> dict:
@@ -304,8 +309,7 @@ def lip_readout_study(checkpoint, clips: list[Clip], weights: tuple[float, ...] 
     if ck.lip_readout is None:
         raise ValueError(f"{checkpoint} has no lip readout; fit one with `teller-agent train readout`")
     blend_gain, ck.generator.cfg.lip_readout_gain = ck.generator.cfg.lip_readout_gain, 1.0  # mixed here
-    ends = [MotionGenerator(ck, temperature_mouth=default_eval_temperatures()[0],
-                            lip_particles=default_lip_particles(), lip_readout=w) for w in (0.0, 1.0)]
+    ends = [_shipped_sampling(ck, w) for w in (0.0, 1.0)]
 
     def variants(clip: Clip, audio: np.ndarray, frames: int, seed: int) -> dict:
         for gen in ends:
@@ -374,8 +378,6 @@ def shipped_noise_robustness(checkpoint, clips: list[Clip], sources: list[np.nda
     weights = (0.0, DEFAULT_LIP_READOUT) if ck.lip_readout is not None else (0.0,)
     rows = []
     for w in weights:
-        gen = MotionGenerator(ck, temperature_mouth=default_eval_temperatures()[0],
-                              lip_particles=default_lip_particles(), lip_readout=w)
-        rows.append({"lip_readout": w, **{k: round(float(v), 4) for k, v in
-                                          noise_robustness(gen, clips, sources, seeds=seeds).items()}})
+        measured = noise_robustness(_shipped_sampling(ck, w), clips, sources, seeds=seeds)
+        rows.append({"lip_readout": w, **{k: round(float(v), 4) for k, v in measured.items()}})
     return rows
