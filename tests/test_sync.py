@@ -73,7 +73,8 @@ def _audio(ms: int) -> rtc.AudioFrame:
 
 def _run(delay_ms: float, body):
     async def main():
-        audio, video = RealTimeAudioSource(), RecordingVideoSource()
+        # as in the runner, the source's own queue is twice the synchronizer's 100 ms
+        audio, video = RealTimeAudioSource(queue_s=0.2), RecordingVideoSource()
         sync = AudioClockedSynchronizer(audio_source=audio, video_source=video, video_fps=25,
                                         video_delay_ms=delay_ms)
         try:
@@ -115,9 +116,9 @@ def test_idle_frames_keep_a_25_fps_grid():
 
 def test_clear_drops_the_frame_waiting_for_its_audio():
     async def body(sync, audio):
-        for i in range(3):
+        for i in range(2):
             await sync.push(_audio(40))
-            await sync.push(_video(i))  # due 0, 40 and 80 ms (+ delay) from now
+            await sync.push(_video(i))  # due 0 and 40 ms (+ delay) from now
         await asyncio.sleep(0.01)
         await sync.clear_queue()
         await asyncio.sleep(0.2)
@@ -186,30 +187,55 @@ def test_the_video_generator_drops_pictures_not_audio_when_it_falls_behind(avata
     assert metrics.frames_dropped >= 1 and metrics.speech_frames + metrics.frames_dropped == 25
 
 
-def test_cut_audio_waits_for_a_push_in_progress_drops_it_and_times_the_next_turn_after_the_silence():
+def test_cut_audio_drops_a_push_waiting_for_room_and_times_the_next_turn_after_the_silence():
     speech = rtc.AudioFrame(np.ones(RATE // 25, np.int16).tobytes(), RATE, 1, RATE // 25)  # 40 ms, not silent
 
     async def body(sync, audio):
-        for _ in range(3):  # 120 ms queued: a fourth push waits for room in the 100 ms queue
+        for _ in range(2):  # 80 ms queued: a third push waits for room in the 100 ms queue
             await sync.push(speech)
         pushing = asyncio.create_task(sync.push(speech))  # the forwarder, inside a push of the cut turn
         await asyncio.sleep(0.005)
-        assert audio.capturing
-        t_cut = time.perf_counter()
-        await sync.cut_audio(0.04)  # waits for that push instead of failing on it, then drops it
+        assert not pushing.done() and not audio.capturing  # it waits in the synchronizer, not in the source
+        await sync.cut_audio(0.04)
         await pushing
         await sync.push(speech)  # the next turn
         await sync.push(_video(7))
         await asyncio.sleep(0.2)
-        return t_cut
 
     audio, video = _run(0, body)
-    assert audio.captured == [(RATE // 25, False)] * 4 + [(RATE // 25, True), (RATE // 25, False)]
+    # the waiting push never reached the source: a capture waiting inside the source would land in
+    # the emptied queue after the cut, and the listener would hear it
+    assert audio.captured == [(RATE // 25, False)] * 2 + [(RATE // 25, True), (RATE // 25, False)]
     silence_start, turn_start = audio.starts[-2:]
-    assert silence_start < audio.starts[-3]  # the cut turn's last push was dropped before it played
+    assert silence_start < audio.starts[-3]  # the cut turn's queued audio was dropped before it played
     assert turn_start - silence_start == pytest.approx(0.04, abs=0.003)  # the next turn plays after the silence
     assert [code for _, code in video.captured] == [7]
     assert video.captured[0][0] - turn_start == pytest.approx(0.0, abs=0.01)  # and its frame with it
+
+
+def test_a_clear_drops_the_audio_waiting_for_room_and_pushing_waits_only_for_the_queue():
+    async def body(sync, audio):
+        for _ in range(5):
+            await sync.push(_audio(20))  # 100 ms: the queue is full
+        t0 = time.perf_counter()
+        await sync.push(_audio(20))  # waits about 20 ms for room, in the synchronizer
+        waited = time.perf_counter() - t0
+        pushing = asyncio.create_task(sync.push(_audio(20)))
+        await asyncio.sleep(0.005)
+        assert not audio.capturing
+        await sync.clear_queue()
+        await asyncio.wait_for(pushing, 0.05)  # it gives up at the clear, not when room comes
+        await asyncio.sleep(0.05)
+        return waited
+
+    waited = []
+
+    async def run(sync, audio):
+        waited.append(await body(sync, audio))
+
+    audio, _ = _run(0, run)
+    assert len(audio.captured) == 6  # the push waiting at the clear never reached the source
+    assert 0.01 < waited[0] < 0.04, waited  # the sixth push waited for the first one to play, no longer
 
 
 def test_queued_audio_follows_the_queue_through_an_underrun_and_a_clear():
@@ -220,7 +246,7 @@ def test_queued_audio_follows_the_queue_through_an_underrun_and_a_clear():
     async def body(sync, audio):
         await sync.push(_audio(40))
         await asyncio.sleep(0.3)  # the queue runs dry
-        for _ in range(4):  # 160 ms more: the last push waits for room in the 100 ms queue
+        for _ in range(4):  # 160 ms more: the last push waits for room in the synchronizer's 100 ms queue
             await sync.push(_audio(40))
         readings.append((sync.queued_audio_s, audio.queued_duration))
         await asyncio.sleep(0.05)

@@ -67,3 +67,38 @@ def test_a_burst_is_generated_only_a_few_frames_ahead_of_drawing(engine):
     # 2 frames, the turn's end the frames that waited for look-ahead audio; without the pacing
     # the whole burst (75 frames) would wait at once.
     assert max(waiting) <= AHEAD_FRAMES + 2 + engine.generator.lookahead
+
+
+def test_nothing_of_a_cut_turn_is_handed_out_after_the_clear_begins(engine):
+    """Between the clear's synchronous half and the engine's interrupt, the engine still holds motion
+    of the cut turn: none of it may come out (its audio would reach the listener after the cut)."""
+
+    async def main():
+        gen = TellerVideoGenerator(engine)
+        stream = gen.__aiter__()
+        await stream.__anext__()  # idle before the turn
+        for frame in _burst(3.0):
+            await gen.push_audio(frame)
+        speech_frames = 0
+        while speech_frames < 10:  # well into the turn, with motion waiting to be drawn
+            item = await stream.__anext__()
+            speech_frames += isinstance(item, rtc.VideoFrame)
+        assert engine.pending > 0
+        gen.begin_clear()
+
+        async def second_half():  # as the runner: its queues first, then the engine
+            await asyncio.sleep(0.2)
+            await gen.clear_buffer()
+
+        clearing = asyncio.create_task(second_half())
+        after = []
+        while not clearing.done() or not after or not isinstance(after[-1], rtc.VideoFrame):
+            after.append(await stream.__anext__())
+        await gen.aclose()
+        return after
+
+    after = asyncio.run(asyncio.wait_for(main(), 60))
+    assert not any(isinstance(item, rtc.AudioFrame) for item in after), [type(i).__name__ for i in after]
+    for item in after:
+        image = np.frombuffer(item.data, np.uint8).reshape(item.height, item.width, 3)
+        assert not read_stamp(image) & SPEAKING

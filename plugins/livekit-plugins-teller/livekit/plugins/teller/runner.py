@@ -17,8 +17,9 @@ This runner:
 0. publishes through an audio-clocked synchronizer (:mod:`.sync`), so every frame leaves with
    its own audio;
 1. on interruption, stops the video generator handing out frames of the interrupted turn
-   (synchronously), drops the queued audio at once, clears the synchronizer's queues, lets the
-   forwarder finish the push it was in, and clears again;
+   (synchronously; nothing is handed out until the engine has been interrupted, which starts at
+   once), drops the queued audio at once, clears the synchronizer's queues, lets the forwarder
+   finish the push it was in, and clears again;
 2. reports ``playback_finished(interrupted=True)`` with the audio actually published (accepted
    minus still queued at the clear) for *every* segment the agent is waiting on.
 """
@@ -43,7 +44,9 @@ from .video_generator import TellerVideoGenerator
 #: at this size (``docs/results/design_measurements.md``).
 VIDEO_MAX_BITRATE = 1_500_000  # bits per second
 
-#: Audio the ``AudioSource`` holds ahead of playout, ms (as the stock runner).
+#: Audio held ahead of playout, ms (as the stock runner): the synchronizer's limit. The
+#: ``AudioSource``'s own queue is twice that, so that a capture never waits inside it (see
+#: :mod:`.sync`: a waiting capture lands after a clear and is heard).
 AUDIO_QUEUE_MS = 100
 
 #: Silence published right after an interruption's clear, seconds. The cut turn's audio then ends
@@ -71,7 +74,7 @@ class TellerAvatarRunner:
         self._video_gen = video_gen
         self._options = options
         self._audio_source = rtc.AudioSource(options.audio_sample_rate, options.audio_channels,
-                                             queue_size_ms=AUDIO_QUEUE_MS)
+                                             queue_size_ms=2 * AUDIO_QUEUE_MS)
         self._video_source = rtc.VideoSource(options.video_width, options.video_height)
         self._av_sync: AudioClockedSynchronizer | None = None
         self._published = False
@@ -96,6 +99,7 @@ class TellerAvatarRunner:
         self._av_sync = AudioClockedSynchronizer(
             audio_source=self._audio_source, video_source=self._video_source,
             video_fps=self._options.video_fps, video_delay_ms=self._video_gen.video_delay_ms,
+            audio_queue_s=AUDIO_QUEUE_MS / 1000,
         )
         self._video_gen.set_av_sync(self._av_sync)
         await self._audio_recv.start()
@@ -135,8 +139,8 @@ class TellerAvatarRunner:
                 continue
             if not self._published:
                 await self._publish_tracks()
-            await self._av_sync.push(frame)
-            if isinstance(frame, rtc.AudioFrame):
+            queued = await self._av_sync.push(frame)
+            if queued and isinstance(frame, rtc.AudioFrame):
                 if self._playback_position == 0.0 and frame.duration > 0.0:
                     self._spawn(self._started())
                 self._playback_position += frame.duration
@@ -176,13 +180,16 @@ class TellerAvatarRunner:
 
         @log_exceptions(logger=logger)
         async def _handle() -> None:
+            # the engine's interrupt waits for the frame being drawn: start it now, beside the audio's
+            # clear (its first step clears the synchronizer too, before the silence below goes in)
+            settle = asyncio.ensure_future(self._video_gen.clear_buffer())
             await sync.clear_queue()
             for _ in range(3):  # the forwarder may be inside a push of an old frame: let it land, drop it
                 await asyncio.sleep(0)
             await sync.clear_queue()
             await sync.cut_audio(END_SILENCE_S)
             self._playback_position = 0.0
-            await self._video_gen.clear_buffer()
+            await settle
             await self._answer(position if audio_playing else 0.0, interrupted=True, segments=pending)
 
         self._spawn(_handle())

@@ -19,6 +19,12 @@ audio queue depth happens to be, and it differs between sessions (measurements:
 * Frames without audio (idle) are captured on a 25 fps grid continuing the last capture.
 * A speech frame the generator could not draw in time (see :meth:`AudioClockedSynchronizer.skip_frame`)
   only has its audio published, so the audio never waits for a late picture.
+* Audio is handed to the ``AudioSource`` only when the playout clock says it has room (at most
+  ``audio_queue_s`` queued), so a capture never waits inside the source. A capture waiting there
+  for room is in flight where a clear cannot reach it: it lands in the emptied queue right after
+  the clear and the listener hears 20-40 ms of the cut turn from 100 ms further on (measured with
+  the interruption test of ``tests/test_livekit.py``). Audio waiting for room here is dropped by
+  a clear instead.
 
 It is built from ``rtc.AudioSource`` and ``rtc.VideoSource`` alone (public API; no subclass of
 ``rtc.AVSynchronizer``), with that class's method names (``push``, ``clear_queue``,
@@ -55,15 +61,21 @@ class AudioClockedSynchronizer:
     """Captures each video frame when its audio is played out (see the module docstring).
 
     Args:
-        audio_source, video_source: the runner's sources.
+        audio_source, video_source: the runner's sources. The audio source's own queue should
+            hold more than ``audio_queue_s``, so that it never makes a capture wait.
         video_fps: frame rate, Hz.
         video_delay_ms: capture each speech frame this many ms after the start of its audio
             leaves the audio queue (milliseconds, any sign within +-500).
+        audio_queue_s: the most audio (seconds) queued ahead of playout; a push waits for room.
+
+    Must be created inside a running event loop.
     """
 
     def __init__(self, *, audio_source: rtc.AudioSource, video_source: rtc.VideoSource, video_fps: float,
-                 video_delay_ms: float = 0.0):
+                 video_delay_ms: float = 0.0, audio_queue_s: float = 0.1):
         self._delay = check_video_delay_ms(video_delay_ms) / 1000.0
+        self._queue_s = audio_queue_s
+        self._dropped = asyncio.get_running_loop().create_future()  # resolved (and renewed) by drop_audio
         self._interval = 1.0 / video_fps
         self._pending_audio = 0.0  # seconds of audio pushed since the last video frame
         self._last_due = 0.0  # perf_counter capture time of the last queued frame
@@ -76,10 +88,19 @@ class AudioClockedSynchronizer:
         self._stopped = False
         self._capture_task = asyncio.create_task(self._capture_video())
 
-    async def push(self, frame: rtc.VideoFrame | rtc.AudioFrame, timestamp: float | None = None) -> None:
+    async def push(self, frame: rtc.VideoFrame | rtc.AudioFrame, timestamp: float | None = None) -> bool:
+        """Queue an audio frame (waiting for room in the audio queue) or a video frame (captured when
+        the audio pushed since the previous video frame plays out).
+
+        Returns:
+            False for an audio frame still waiting for room when the queued audio was dropped
+            (:meth:`drop_audio`, :meth:`clear_queue`, :meth:`cut_audio`): it is dropped with it.
+        """
         if isinstance(frame, rtc.AudioFrame):
             duration = frame.samples_per_channel / frame.sample_rate
             async with self._capture_lock:
+                if not await self._wait_for_room(duration):
+                    return False
                 handed = time.perf_counter()
                 await self._audio_source.capture_frame(frame)
                 # accepted: it plays after what is queued, or, if the queue ran dry, from when it was
@@ -87,7 +108,7 @@ class AudioClockedSynchronizer:
                 # ms later, and the clock would then count audio already heard as still queued)
                 self._play_end = max(self._play_end, handed) + duration
             self._pending_audio += duration
-            return
+            return True
         now = time.perf_counter()
         if self._pending_audio > 0:
             audio_start = now + self.queued_audio_s - self._pending_audio
@@ -97,6 +118,15 @@ class AudioClockedSynchronizer:
         self._pending_audio = 0.0
         self._last_due = due
         await self._video_queue.put((frame, due))
+        return True
+
+    async def _wait_for_room(self, duration: float) -> bool:
+        """Wait until ``duration`` more seconds of audio fit in the queue; False if the queued audio
+        was dropped meanwhile."""
+        dropped = self._dropped
+        while (wait := self.queued_audio_s + duration - self._queue_s) > 0 and not dropped.done():
+            await asyncio.wait({dropped}, timeout=wait)
+        return not dropped.done()
 
     @property
     def queued_audio_s(self) -> float:
@@ -106,9 +136,12 @@ class AudioClockedSynchronizer:
         return max(0.0, self._play_end - time.perf_counter())
 
     def drop_audio(self) -> None:
-        """Drop the queued audio now (synchronously: every ms after an interruption is heard)."""
+        """Drop the queued audio now (synchronously: every ms after an interruption is heard), and
+        the audio frame waiting for room, if any."""
         self._audio_source.clear_queue()
         self._play_end = 0.0
+        self._dropped.set_result(None)
+        self._dropped = asyncio.get_running_loop().create_future()
 
     async def cut_audio(self, silence_s: float) -> None:
         """End the audio now: once a push in progress has landed, drop all queued audio (that push's
@@ -119,6 +152,7 @@ class AudioClockedSynchronizer:
         capture is logged, not raised: the interruption goes on without the silence."""
         source = self._audio_source
         silence = rtc.AudioFrame.create(source.sample_rate, source.num_channels, int(source.sample_rate * silence_s))
+        self.drop_audio()  # a push waiting for room gives up now and lets go of the lock
         async with self._capture_lock:  # the AudioSource takes one capture at a time
             self.drop_audio()
             self._pending_audio = 0.0

@@ -95,7 +95,8 @@ class TellerVideoGenerator(VideoGenerator):
         self._drawn = asyncio.Event()  # a frame was rendered (the feeder may be waiting for room)
         self._fed_until = 0.0  # perf_counter when the engine finished the last feed
         self._owed_end: AudioSegmentEnd | None = None  # handed out once the turn's last frame is out
-        self._epoch = 0
+        self._epoch = 0  # bumped by each clear; what was made for an older epoch is not handed out
+        self._engine_epoch = 0  # the epoch the engine holds motion for (it holds the cut turn's until interrupted)
         self._av_sync: AudioClockedSynchronizer | None = None
         self._metrics = MetricsRecorder()
         self._closed = False
@@ -133,7 +134,8 @@ class TellerVideoGenerator(VideoGenerator):
 
     def begin_clear(self) -> None:
         """First, synchronous half of an interruption: from now on nothing of the current
-        turn is handed out (the runner calls this before it clears its queues)."""
+        turn is handed out (the runner calls this before it clears its queues). No frame is
+        handed out until :meth:`clear_buffer`, the second half, has interrupted the engine."""
         self._epoch += 1
         self._owed_end = None
         while not self._input.empty():
@@ -142,11 +144,13 @@ class TellerVideoGenerator(VideoGenerator):
     async def clear_buffer(self) -> None:
         """Drop everything of the current turn and settle the face to idle."""
         self.begin_clear()
+        epoch = self._epoch
         self._metrics.counts.interruptions += 1
         if self._av_sync is not None:
             await self._av_sync.clear_queue()
         await self._run(self._engine.interrupt)
-        self._wake.set()  # the stream may be waiting for turn audio
+        self._engine_epoch = max(self._engine_epoch, epoch)
+        self._wake.set()  # the stream may be waiting for turn audio, or for this interrupt
 
     def __aiter__(self) -> AsyncIterator[rtc.VideoFrame | rtc.AudioFrame | AudioSegmentEnd]:
         return self._stream()
@@ -238,6 +242,9 @@ class TellerVideoGenerator(VideoGenerator):
                     feeder.result()  # raise what stopped the feeder
                 self._wake.clear()
                 epoch = self._epoch
+                if self._engine_epoch != epoch:  # cleared: the engine's motion is the cut turn's until
+                    await self._wait_wake(_FRAME_S)  # clear_buffer has interrupted it; none of it goes out
+                    continue
                 if self._engine.pending:
                     frames = await self._run(self._engine.render, 1, not self._behind())
                     self._drawn.set()
@@ -302,6 +309,9 @@ class TellerVideoGenerator(VideoGenerator):
                 chunk = audio[start : start + piece if len(audio) - start >= 2 * piece else None]
                 if len(chunk) == 0:
                     break
+                if epoch != self._epoch:  # interrupted while the previous piece was being pushed
+                    self._metrics.counts.frames_discarded += len(frames) - i
+                    return
                 yield rtc.AudioFrame(data=chunk.tobytes(), sample_rate=rate, num_channels=1,
                                      samples_per_channel=len(chunk))
                 if len(chunk) > piece:
