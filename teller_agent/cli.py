@@ -307,9 +307,11 @@ def _cmd_eval_identity(args: argparse.Namespace) -> int:
         SPEECH_SUFFIXES,
         default_portraits_dir,
         default_speech_dir,
+        default_real_clips,
         evaluate_identity,
         list_media,
         markdown_table,
+        real_video_identity,
     )
 
     try:
@@ -320,6 +322,10 @@ def _cmd_eval_identity(args: argparse.Namespace) -> int:
     settings = _settings(args)
     result = evaluate_identity(portraits, speech, settings, seconds=args.seconds, every=args.every,
                                progress=not args.quiet)
+    if not args.no_real_video:
+        clips = (list_media(args.real_clips, (".mp4", ".mov", ".mkv", ".webm")) if args.real_clips
+                 else default_real_clips(args.seconds))
+        result["real_video"] = real_video_identity(clips, args.seconds, args.every, progress=not args.quiet)
     result["command"] = _command_line(args.argv)
     table = markdown_table(result)
     print(table, end="")
@@ -369,6 +375,10 @@ def _add_eval_parser(sub) -> None:
     ident.add_argument("--seed", type=int, help="sampling seed (default TELLER_SEED or 0)")
     ident.add_argument("--out", type=Path, default=Path("out/identity"), help="output folder (default out/identity)")
     ident.add_argument("--record", type=Path, help="also write the JSON result here (e.g. docs/results/identity.json)")
+    ident.add_argument("--real-clips", type=Path,
+                       help="folder of real talking clips for the reference rows (default: the held-out speakers' "
+                            "clips of ../shared/data/talking at least --seconds long)")
+    ident.add_argument("--no-real-video", action="store_true", help="skip the real-video reference")
     ident.add_argument("--sheet-portraits", type=int, default=6,
                        help="also write states.jpg (photo, rest, vowels, blink) for the first N portraits (default 6)")
     ident.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

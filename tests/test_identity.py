@@ -10,6 +10,7 @@ import pytest
 
 PORTRAITS = ("AniPortrait__Aragaki.png", "EAMM__7.png")
 SPEECH = "AniPortrait__lyl.wav"
+REAL_CLIP = "LipNet__lbbc2a.mp4"  # a held-out speaker's real talking clip
 
 
 @pytest.fixture
@@ -47,9 +48,32 @@ def test_eval_identity_command_writes_its_table_and_json(real_media, tmp_path, m
     portraits, speech = real_media
     monkeypatch.setenv("TELLER_CACHE_DIR", str(settings.cache_dir))
     out = tmp_path / "identity"
+    clip = portraits[0].parent.parent / "talking" / REAL_CLIP
+    if not clip.is_file():
+        pytest.skip(f"shared clip missing: {clip}")
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    (clips / REAL_CLIP).symlink_to(clip)
     code = main(["eval", "identity", "--portraits", str(portraits[0].parent), "--speech", str(speech.parent),
-                 "--limit", "1", "--seconds", "0.4", "--every", "5", "--out", str(out), "-q"])
+                 "--limit", "1", "--seconds", "0.4", "--every", "5", "--real-clips", str(clips),
+                 "--out", str(out), "-q"])
     assert code == 0
     result = json.loads((out / "identity.json").read_text())
     assert result["frames"] >= 2 and result["mean"] is not None and "eval identity" in result["command"]
-    assert "| **all** |" in (out / "identity.md").read_text()
+    assert [r["name"] for r in result["real_video"]["clips"]] == [REAL_CLIP]
+    table = (out / "identity.md").read_text()
+    assert "| **all** |" in table and f"| {REAL_CLIP} |" in table
+
+
+def test_the_real_video_reference_measures_a_clip_against_its_own_first_frame(shared_data):
+    from teller_agent.eval.identity import real_video_identity
+    from teller_agent.face.identity import SAME_PERSON_DISTANCE
+
+    clip = shared_data / "talking" / REAL_CLIP
+    if not clip.is_file():
+        pytest.skip(f"shared clip missing: {clip}")
+    result = real_video_identity([clip], seconds=1.0, every=5, progress=False)
+    row = result["clips"][0]
+    assert row["frames"] + row["lost"] == 4  # frames 5, 10, 15 and 20 of the first 25
+    # the speaker's own talking frames: the same person, yet not the first frame's exact descriptor
+    assert 0.01 < row["mean"] <= row["worst"] < SAME_PERSON_DISTANCE

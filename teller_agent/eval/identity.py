@@ -4,6 +4,10 @@ For each portrait, real speech drives the generator and the renderer; the dlib f
 (:mod:`teller_agent.face.identity`) of every ``every``-th rendered frame is compared with the
 descriptor of the original photo (Euclidean distance; dlib's same-person threshold is 0.6). This
 is the CPU stand-in for the CSIM figure (ArcFace cosine similarity) talking-head papers report.
+
+Reference (:func:`real_video_identity`): the same distance for real people talking, each clip's
+frames against its own first frame, so the figures say how much a face that moves like a real
+one is bound to move the descriptor (the lip-sync evaluation's "real" row plays the same part).
 """
 
 from __future__ import annotations
@@ -120,6 +124,72 @@ def evaluate_identity(portraits: list[Path], speech: list[Path], settings: Telle
     }
 
 
+def default_real_clips(seconds: float = 3.0) -> list[Path]:
+    """The held-out speakers' real talking clips (``../shared/data/talking``, split of
+    :mod:`teller_agent.data.speakers`) at least ``seconds`` long; empty without the shared data."""
+    from ..data.speakers import clips_in_split
+    from ..media.video import probe
+
+    folder = SHARED_DATA_DIR / "talking"
+    if not folder.is_dir():
+        return []
+    clips = []
+    for stem in clips_in_split("heldout"):
+        path = folder / f"{stem}.mp4"
+        if path.is_file() and (probe(path).get("duration") or 0.0) >= seconds:
+            clips.append(path)
+    return clips
+
+
+def real_video_identity(clips: list[Path], seconds: float = 3.0, every: int = 3, progress: bool = True) -> dict:
+    """Reference for :func:`evaluate_identity`: descriptor distance of real talking frames to the
+    same clip's first frame, as if that frame were the photo.
+
+    Each clip's first ``seconds`` at :data:`~teller_agent.config.FPS`; every ``every``-th frame
+    after the first is measured, its face found by dlib's detector (the head moves in real video).
+    Real frames also change in head pose, light and expression, so this is how far a face that
+    moves like a real one drifts, not a bound a renderer must reach.
+
+    Returns:
+        ``{"clips": [{"name", "frames", "lost", "mean", "worst"}], "mean": mean of the per-clip
+        means, "worst": worst frame overall, "frames", "skipped": [{"name", "reason"}]}``.
+    """
+    from tqdm import tqdm
+
+    from ..face.identity import face_descriptor
+    from ..media.video import read_video_frames
+
+    rows, skipped = [], []
+    for path in tqdm(clips, desc="identity, real video", unit="clip", disable=not progress):
+        frames = []
+        for frame in read_video_frames(path, FPS):
+            if len(frames) >= round(seconds * FPS):
+                break
+            frames.append(frame)
+        reference = face_descriptor(frames[0]) if frames else None
+        if reference is None:
+            skipped.append({"name": path.name, "reason": "no face found by dlib's detector in the first frame"})
+            continue
+        dists, lost = [], 0
+        for frame in frames[every::every]:
+            d = face_descriptor(frame)
+            if d is None:
+                lost += 1
+                continue
+            dists.append(float(np.linalg.norm(d - reference)))
+        rows.append({"name": path.name, "frames": len(dists), "lost": lost,
+                     "mean": float(np.mean(dists)) if dists else None,
+                     "worst": float(np.max(dists)) if dists else None})
+    measured = [r for r in rows if r["mean"] is not None]
+    return {
+        "clips": rows,
+        "mean": float(np.mean([r["mean"] for r in measured])) if measured else None,
+        "worst": float(np.max([r["worst"] for r in measured])) if measured else None,
+        "frames": int(sum(r["frames"] for r in rows)),
+        "skipped": skipped,
+    }
+
+
 def markdown_table(result: dict) -> str:
     """The per-portrait rows and the summary as a Markdown table."""
     lines = ["| portrait | speech | frames | mean | worst |", "|---|---|---|---|---|"]
@@ -130,4 +200,15 @@ def markdown_table(result: dict) -> str:
             lines.append(f"| {r['name']} | {r['speech']} | {r['frames']} | {r['mean']:.3f} | {r['worst']:.3f} |")
     if result["mean"] is not None:
         lines.append(f"| **all** | | {result['frames']} | **{result['mean']:.3f}** | **{result['worst']:.3f}** |")
+    real = result.get("real_video")
+    if real and real["clips"]:
+        lines += ["", "Reference: real speakers (held-out clips), each frame against the clip's own first frame.", "",
+                  "| clip | frames | mean | worst |", "|---|---|---|---|"]
+        for r in real["clips"]:
+            if r["mean"] is None:
+                lines.append(f"| {r['name']} | 0 (lost {r['lost']}) | - | - |")
+            else:
+                lines.append(f"| {r['name']} | {r['frames']} | {r['mean']:.3f} | {r['worst']:.3f} |")
+        if real["mean"] is not None:
+            lines.append(f"| **all** | {real['frames']} | **{real['mean']:.3f}** | **{real['worst']:.3f}** |")
     return "\n".join(lines) + "\n"

@@ -22,9 +22,9 @@ audio queue depth happens to be, and it differs between sessions (measurements:
 * Audio is handed to the ``AudioSource`` only when the playout clock says it has room (at most
   ``audio_queue_s`` queued), so a capture never waits inside the source. A capture waiting there
   for room is in flight where a clear cannot reach it: it lands in the emptied queue right after
-  the clear and the listener hears 20-40 ms of the cut turn from 100 ms further on (measured with
-  the interruption test of ``tests/test_livekit.py``). Audio waiting for room here is dropped by
-  a clear instead.
+  the clear, and the listener hears a blip of the cut turn from a queue's length further on
+  (``docs/results/design_measurements.md``). Audio waiting for room here is dropped by a clear
+  instead.
 
 It is built from ``rtc.AudioSource`` and ``rtc.VideoSource`` alone (public API; no subclass of
 ``rtc.AVSynchronizer``), with that class's method names (``push``, ``clear_queue``,
