@@ -99,25 +99,11 @@ def evaluate_identity(portraits: list[Path], speech: list[Path], settings: Telle
         motion = generator.generate(pcm, sr)
         renderer = WarpRenderer(avatar, grid=settings.render_grid)
         box = tuple(float(v) for v in avatar.face_box)
-        dists, lost = [], 0
-        for k, frame in enumerate(renderer.render(motion)):
-            if k % every:
-                continue
-            d = face_descriptor(frame, box)
-            if d is None:
-                lost += 1
-                continue
-            dists.append(float(np.linalg.norm(d - reference)))
-        rows.append({"name": portrait.name, "speech": audio.name, "frames": len(dists), "lost": lost,
-                     "mean": float(np.mean(dists)) if dists else None,
-                     "worst": float(np.max(dists)) if dists else None})
-    measured = [r for r in rows if r["mean"] is not None]
+        measured = (frame for k, frame in enumerate(renderer.render(motion)) if k % every == 0)
+        rows.append({"name": portrait.name, "speech": audio.name, **_distances(measured, reference, box)})
     return {
         "portraits": rows,
-        "mean": float(np.mean([r["mean"] for r in measured])) if measured else None,
-        "worst": float(np.max([r["worst"] for r in measured])) if measured else None,
-        "frames": int(sum(r["frames"] for r in rows)),
-        "lost": int(sum(r["lost"] for r in rows)),
+        **_summary(rows),
         "skipped": skipped,
         "settings": {"seconds": seconds, "every": every, "fps": FPS, "seed": settings.seed,
                      "frame_size": settings.frame_size, "face_scale": settings.face_scale},
@@ -152,7 +138,7 @@ def real_video_identity(clips: list[Path], seconds: float = 3.0, every: int = 3,
 
     Returns:
         ``{"clips": [{"name", "frames", "lost", "mean", "worst"}], "mean": mean of the per-clip
-        means, "worst": worst frame overall, "frames", "skipped": [{"name", "reason"}]}``.
+        means, "worst": worst frame overall, "frames", "lost", "skipped": [{"name", "reason"}]}``.
     """
     from tqdm import tqdm
 
@@ -170,45 +156,55 @@ def real_video_identity(clips: list[Path], seconds: float = 3.0, every: int = 3,
         if reference is None:
             skipped.append({"name": path.name, "reason": "no face found by dlib's detector in the first frame"})
             continue
-        dists, lost = [], 0
-        for frame in frames[every::every]:
-            d = face_descriptor(frame)
-            if d is None:
-                lost += 1
-                continue
-            dists.append(float(np.linalg.norm(d - reference)))
-        rows.append({"name": path.name, "frames": len(dists), "lost": lost,
-                     "mean": float(np.mean(dists)) if dists else None,
-                     "worst": float(np.max(dists)) if dists else None})
+        rows.append({"name": path.name, **_distances(frames[every::every], reference)})
+    return {"clips": rows, **_summary(rows), "skipped": skipped}
+
+
+def _distances(frames, reference: np.ndarray, box: tuple[float, float, float, float] | None = None) -> dict:
+    """``{"frames", "lost", "mean", "worst"}``: descriptor distances of ``frames`` ((H, W, 3) uint8
+    RGB each; the face in ``box``, or found by the detector) to ``reference``; ``lost`` counts the
+    frames without a descriptor."""
+    from ..face.identity import face_descriptor
+
+    dists, lost = [], 0
+    for frame in frames:
+        d = face_descriptor(frame, box)
+        if d is None:
+            lost += 1
+            continue
+        dists.append(float(np.linalg.norm(d - reference)))
+    return {"frames": len(dists), "lost": lost, "mean": float(np.mean(dists)) if dists else None,
+            "worst": float(np.max(dists)) if dists else None}
+
+
+def _summary(rows: list[dict]) -> dict:
+    """``{"mean", "worst", "frames", "lost"}`` over :func:`_distances` rows: the mean of the rows'
+    means and the worst frame of all (None when no row was measured), frames and lost summed."""
     measured = [r for r in rows if r["mean"] is not None]
-    return {
-        "clips": rows,
-        "mean": float(np.mean([r["mean"] for r in measured])) if measured else None,
-        "worst": float(np.max([r["worst"] for r in measured])) if measured else None,
-        "frames": int(sum(r["frames"] for r in rows)),
-        "skipped": skipped,
-    }
+    return {"mean": float(np.mean([r["mean"] for r in measured])) if measured else None,
+            "worst": float(np.max([r["worst"] for r in measured])) if measured else None,
+            "frames": int(sum(r["frames"] for r in rows)), "lost": int(sum(r["lost"] for r in rows))}
 
 
 def markdown_table(result: dict) -> str:
-    """The per-portrait rows and the summary as a Markdown table."""
-    lines = ["| portrait | speech | frames | mean | worst |", "|---|---|---|---|---|"]
-    for r in result["portraits"]:
-        if r["mean"] is None:
-            lines.append(f"| {r['name']} | {r['speech']} | 0 (lost {r['lost']}) | - | - |")
-        else:
-            lines.append(f"| {r['name']} | {r['speech']} | {r['frames']} | {r['mean']:.3f} | {r['worst']:.3f} |")
-    if result["mean"] is not None:
-        lines.append(f"| **all** | | {result['frames']} | **{result['mean']:.3f}** | **{result['worst']:.3f}** |")
+    """The per-portrait rows and the summary as a Markdown table, then the real-video reference's."""
+    lines = _table_lines("| portrait | speech |", result["portraits"], result, speech=True)
     real = result.get("real_video")
     if real and real["clips"]:
-        lines += ["", "Reference: real speakers (held-out clips), each frame against the clip's own first frame.", "",
-                  "| clip | frames | mean | worst |", "|---|---|---|---|"]
-        for r in real["clips"]:
-            if r["mean"] is None:
-                lines.append(f"| {r['name']} | 0 (lost {r['lost']}) | - | - |")
-            else:
-                lines.append(f"| {r['name']} | {r['frames']} | {r['mean']:.3f} | {r['worst']:.3f} |")
-        if real["mean"] is not None:
-            lines.append(f"| **all** | {real['frames']} | **{real['mean']:.3f}** | **{real['worst']:.3f}** |")
+        lines += ["", "Reference: real speakers (held-out clips), each frame against the clip's own first frame.", ""]
+        lines += _table_lines("| clip |", real["clips"], real, speech=False)
     return "\n".join(lines) + "\n"
+
+
+def _table_lines(head: str, rows: list[dict], summary: dict, speech: bool) -> list[str]:
+    lines = [f"{head} frames | mean | worst |", "|---" * (head.count("|") + 2) + "|"]
+    for r in rows:
+        name = f"| {r['name']} | {r['speech']} |" if speech else f"| {r['name']} |"
+        if r["mean"] is None:
+            lines.append(f"{name} 0 (lost {r['lost']}) | - | - |")
+        else:
+            lines.append(f"{name} {r['frames']} | {r['mean']:.3f} | {r['worst']:.3f} |")
+    if summary["mean"] is not None:
+        name = "| **all** | |" if speech else "| **all** |"
+        lines.append(f"{name} {summary['frames']} | **{summary['mean']:.3f}** | **{summary['worst']:.3f}** |")
+    return lines
