@@ -302,6 +302,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_eval_identity(args: argparse.Namespace) -> int:
     import json
 
+    from .data.speakers import talking_videos
     from .eval.identity import (
         PORTRAIT_SUFFIXES,
         SPEECH_SUFFIXES,
@@ -323,8 +324,9 @@ def _cmd_eval_identity(args: argparse.Namespace) -> int:
     result = evaluate_identity(portraits, speech, settings, seconds=args.seconds, every=args.every,
                                progress=not args.quiet)
     if not args.no_real_video:
-        clips = (list_media(args.real_clips, (".mp4", ".mov", ".mkv", ".webm")) if args.real_clips
-                 else default_real_clips(args.seconds))
+        if args.real_clips and not args.real_clips.is_dir():
+            raise TellerError(f"--real-clips {args.real_clips} is not a folder of talking clips (*.mp4)")
+        clips = talking_videos(args.real_clips) if args.real_clips else default_real_clips(args.seconds)
         result["real_video"] = real_video_identity(clips, args.seconds, args.every, progress=not args.quiet)
     result["command"] = _command_line(args.argv)
     table = markdown_table(result)
@@ -376,7 +378,7 @@ def _add_eval_parser(sub) -> None:
     ident.add_argument("--out", type=Path, default=Path("out/identity"), help="output folder (default out/identity)")
     ident.add_argument("--record", type=Path, help="also write the JSON result here (e.g. docs/results/identity.json)")
     ident.add_argument("--real-clips", type=Path,
-                       help="folder of real talking clips for the reference rows (default: the held-out speakers' "
+                       help="folder of real talking clips (*.mp4) for the reference rows (default: the held-out speakers' "
                             "clips of ../shared/data/talking at least --seconds long)")
     ident.add_argument("--no-real-video", action="store_true", help="skip the real-video reference")
     ident.add_argument("--sheet-portraits", type=int, default=6,

@@ -12,6 +12,7 @@ one is bound to move the descriptor (the lip-sync evaluation's "real" row plays 
 
 from __future__ import annotations
 
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -147,11 +148,7 @@ def real_video_identity(clips: list[Path], seconds: float = 3.0, every: int = 3,
 
     rows, skipped = [], []
     for path in tqdm(clips, desc="identity, real video", unit="clip", disable=not progress):
-        frames = []
-        for frame in read_video_frames(path, FPS):
-            if len(frames) >= round(seconds * FPS):
-                break
-            frames.append(frame)
+        frames = list(islice(read_video_frames(path, FPS), round(seconds * FPS)))
         reference = face_descriptor(frames[0]) if frames else None
         if reference is None:
             skipped.append({"name": path.name, "reason": "no face found by dlib's detector in the first frame"})

@@ -301,27 +301,30 @@ class TellerVideoGenerator(VideoGenerator):
         rate = self._engine.sample_rate
         piece = rate * _AUDIO_PIECE_MS // 1000
         for i, f in enumerate(frames):
-            if epoch != self._epoch:  # interrupted while these were being made
-                self._metrics.counts.frames_discarded += len(frames) - i
-                return
             audio = f.audio if f.audio is not None else np.zeros(0, np.int16)
-            for start in range(0, len(audio), piece):
-                chunk = audio[start : start + piece if len(audio) - start >= 2 * piece else None]
-                if len(chunk) == 0:
-                    break
-                if epoch != self._epoch:  # interrupted while the previous piece was being pushed
-                    self._metrics.counts.frames_discarded += len(frames) - i
+            # pieces of _AUDIO_PIECE_MS, the last one up to twice that (no short tail piece)
+            pieces = np.split(audio, range(piece, len(audio) - piece + 1, piece)) if len(audio) else []
+            for chunk in pieces:
+                if self._cut(epoch, len(frames) - i):
                     return
                 yield rtc.AudioFrame(data=chunk.tobytes(), sample_rate=rate, num_channels=1,
                                      samples_per_channel=len(chunk))
-                if len(chunk) > piece:
-                    break
+            if self._cut(epoch, len(frames) - i):
+                return
             if f.image is None:  # dropped to keep up (see _behind): its audio is out, no picture
                 self._metrics.counts.frames_dropped += 1
                 if self._av_sync is not None:
                     self._av_sync.skip_frame()
                 continue
             yield self._video(f)
+
+    def _cut(self, epoch: int, left: int) -> bool:
+        """A clear came since ``epoch``'s frames were made, or while the previous item was pushed:
+        the ``left`` frames not handed out in full are discarded (counted), none of them goes on."""
+        if epoch == self._epoch:
+            return False
+        self._metrics.counts.frames_discarded += left
+        return True
 
     def _video(self, f: AvatarFrame) -> rtc.VideoFrame:
         self._metrics.frame(f.speaking, f.generate_ms, f.render_ms, f.latency_s)
