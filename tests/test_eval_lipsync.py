@@ -93,6 +93,9 @@ def test_tables_plot_and_sheet_indices(clip, tmp_path):
     for label in L.METHODS.values():
         assert f"| {label} |" in md
     assert md.startswith("**Mouth-opening r at lag 0: ")
+    wins = int(row["metrics"]["generated"]["mouth_r"] > row["metrics"]["loudness"]["mouth_r"])
+    assert f"speakers and {wins} of 1 clips" in md
+    assert "| clips | count | FMLG | readout |" in md
     assert f"| {row['language']} | 1 | 6 |" in md  # per language
     assert f"| {row['speaker']} | {row['language']} | 1 | 6.0 | +0 |" in md  # per speaker
     assert f"| synthetic | {row['speaker']} | 6.0 | 100% | +0 |" in md and "| +1 |" in md  # per clip
@@ -178,3 +181,27 @@ def test_ridge_readout_recovers_a_linear_map_and_an_anchor_holds_its_prediction_
     assert np.array_equal(loaded(xs[0]), anchored(xs[0]))
     with pytest.raises(ValueError, match="anchor"):
         fit_readout(xs, ys, anchor=np.zeros(5))
+
+
+def test_clips_above_loudness_counts_wins_by_clip_length():
+    from teller_agent.data.sync import MIN_GROUP_FRAMES
+
+    def row(frames, **r):
+        metrics = {m: {"mouth_r": v} for m, v in r.items()}
+        return {"frames": frames, "metrics": metrics}
+
+    late, early = f"true_shift_+{L.SHIFT_FRAMES}", f"true_shift_-{L.SHIFT_FRAMES}"
+    short, long_ = MIN_GROUP_FRAMES - 1, MIN_GROUP_FRAMES
+    rows = [row(short, generated=0.5, readout=0.1, loudness=0.2, **{late: 0.3, early: 0.2}),  # a tie is no win
+            row(short, generated=0.1, readout=0.3, loudness=0.2, **{late: 0.1, early: 0.1}),
+            row(long_, generated=0.6, readout=0.7, loudness=0.2, **{late: 0.1, early: 0.3})]
+    short_, longer, every = L.clips_above_loudness(rows)
+    assert short_["label"].startswith("shorter than") and longer["label"].endswith("or longer")
+    assert (short_["clips"], short_["generated"], short_["readout"], short_[late], short_[early]) == (2, 1, 1, 1, 0)
+    assert (longer["clips"], longer["generated"], longer["readout"], longer[late], longer[early]) == (1, 1, 1, 0, 1)
+    assert (every["clips"], every["generated"], every["readout"]) == (3, 2, 2)
+    # A method missing from one clip of a group is not counted there; a group without clips is left out.
+    del rows[0]["metrics"]["readout"]
+    counts = L.clips_above_loudness(rows[:2])
+    assert [c["label"] for c in counts] == [short_["label"], "all"] and "readout" not in counts[0]
+    assert L.clips_above_loudness([]) == []

@@ -404,11 +404,53 @@ def group_rows(rows: list[dict], key: str) -> dict[str, dict[str, dict]]:
     return out
 
 
+#: Methods whose clip-by-clip wins over the loudness baseline are counted (:func:`clips_above_loudness`),
+#: with their column labels.
+_COUNTED = {"generated": "FMLG", "readout": "readout", f"true_shift_+{SHIFT_FRAMES}": f"true, {SHIFT_FRAMES} frames late",
+            f"true_shift_-{SHIFT_FRAMES}": f"true, {SHIFT_FRAMES} frames early"}
+
+
+def clips_above_loudness(rows: list[dict]) -> list[dict]:
+    """How many clips each method's mouth r at lag 0 beats the loudness baseline's on, by clip length.
+
+    A clip of a word or two holds too few frames for its own r to rank two methods; the
+    audio/video offset measurement pools such clips for the same reason
+    (:data:`teller_agent.data.sync.MIN_GROUP_FRAMES`), and the counts are split at that length.
+    The true trajectory shifted by :data:`SHIFT_FRAMES` frames (a plain sync error) is counted
+    too, as a reference for how often a wrong mouth still wins on a clip.
+
+    Args:
+        rows: the ``clips`` of a :func:`evaluate_lipsync` result.
+
+    Returns:
+        ``[{"label", "clips", <method>: wins, ...}]``: clips shorter than ``MIN_GROUP_FRAMES``, those
+        at least that long, and all clips (groups without clips are left out); a method is counted
+        only where every clip of the group has it.
+    """
+    from ..data.sync import MIN_GROUP_FRAMES
+
+    seconds = MIN_GROUP_FRAMES / FPS
+    groups = [(f"shorter than {seconds:g} s", [r for r in rows if r["frames"] < MIN_GROUP_FRAMES]),
+              (f"{seconds:g} s or longer", [r for r in rows if r["frames"] >= MIN_GROUP_FRAMES]),
+              ("all", rows)]
+    out = []
+    for label, part in groups:
+        if not part or not all("loudness" in r["metrics"] for r in part):
+            continue
+        entry: dict[str, Any] = {"label": label, "clips": len(part)}
+        for m in _COUNTED:
+            if all(m in r["metrics"] for r in part):
+                entry[m] = sum(r["metrics"][m]["mouth_r"] > r["metrics"]["loudness"]["mouth_r"] for r in part)
+        out.append(entry)
+    return out
+
+
 def markdown_tables(result: dict[str, Any], per_clip: bool = False) -> str:
     """The lip-sync tables of a :func:`evaluate_lipsync` result, as markdown.
 
     A headline (mouth-opening r at lag 0, mean over speakers), then tables: per method (mean over
-    speakers), per language, per speaker, and with ``per_clip`` one row per clip. Velocity is the mean
+    speakers), clips above the loudness baseline by length (:func:`clips_above_loudness`), per
+    language, per speaker, and with ``per_clip`` one row per clip. Velocity is the mean
     absolute frame-to-frame change of the mouth opening (IOD per frame), jitter the mean absolute second
     difference (IOD per frame squared); "std" and "velocity" ratios are generated / real.
     """
@@ -416,10 +458,13 @@ def markdown_tables(result: dict[str, Any], per_clip: bool = False) -> str:
     ref, gen = mean["real"], mean["generated"]
     speakers = result.get("speakers", {})
     above = sum(1 for v in speakers.values() if v["generated"]["mouth_r"] > v["loudness"]["mouth_r"])
+    counts = clips_above_loudness(result["clips"])
+    clips_above = f" and {counts[-1]['generated']} of {counts[-1]['clips']} clips" if counts else ""
     lines = [
         f"**Mouth-opening r at lag 0: {_fmt(gen['mouth_r'])}** (mean over {gen.get('speakers', 0)} speakers, "
         f"{ref.get('clips', 0)} clips, {ref.get('duration_s', 0):.1f} s; best lag {_fmt(gen['best_lag'], 1, True)} frames, "
-        f"positive = late); above the loudness baseline for {above} of {len(speakers)} speakers. Amplitude of the "
+        f"positive = late); above the loudness baseline for {above} of {len(speakers)} speakers{clips_above}. "
+        f"Amplitude of the "
         f"generated mouth against the real one: std {_ratio(gen, 'mouth_std')}x, velocity "
         f"{_ratio(gen, 'mouth_velocity')}x.",
         "",
@@ -435,6 +480,13 @@ def markdown_tables(result: dict[str, Any], per_clip: bool = False) -> str:
             f"| {label} | {_fmt(s['mouth_r'])} | {_fmt(s['best_lag'], 1, True)} | {_fmt(s['abs_best_lag'], 1)} | "
             f"{_fmt(s['lve'])} | {_fmt(s['mouth_std_pred'])} | {_fmt(s['mouth_velocity_pred'])} | "
             f"{_fmt(s['mouth_jitter_pred'])} | {s['blink_rate_pred']:.1f} |")
+    counted = [m for m in _COUNTED if counts and m in counts[-1]]
+    if counted:
+        lines += ["", "Clips on which a method's mouth r at lag 0 is above the loudness baseline's, by clip length "
+                  "(the shifted true motion shows how often a plain sync error still wins on a clip):", "",
+                  "| clips | count | " + " | ".join(_COUNTED[m] for m in counted) + " |",
+                  "|---|---|" + "---|" * len(counted)]
+        lines += [f"| {c['label']} | {c['clips']} | " + " | ".join(str(c[m]) for m in counted) + " |" for c in counts]
     shown = [m for m in _COMPARED if m in mean and mean[m].get("clips", 0)]
     names = {"generated": "FMLG r", "readout": "readout r", "loudness": "loudness r"}
     lines += ["", "| language | speakers | seconds | " + " | ".join(names[m] for m in shown) + " | FMLG best lag |",
