@@ -63,6 +63,60 @@ def test_blink_covers_the_eye(renderer, avatar):
     assert (gray(shut) < 70).sum() < 0.5 * max((gray(open_) < 70).sum(), 1)
 
 
+def _closed_lid_vs_skin(renderer) -> tuple[float, float]:
+    """(colour distance, grain ratio) of the closed lids against the skin just above them, both eyes
+    averaged: CIE76 distance in Lab of the mean colours (the middle half of the eye, between the lid's
+    feathered top and its lash line, against the skin from half to one and a half feather widths above
+    the top), and the std
+    of the lightness high-pass (Gaussian, sigma 1.5 px) inside the lid over the same in that skin."""
+    from teller_agent.render.mouth_atlas import smooth_chain
+    from teller_agent.render.paint import LID_FEATHER
+    from teller_agent.render.renderer import _EYES
+
+    motion = _motion(blink_left=1.0, blink_right=1.0)
+    lab = cv2.cvtColor(renderer.render_frame(motion), cv2.COLOR_RGB2Lab).astype(np.float32)
+    grain = lab[..., 0] - cv2.GaussianBlur(lab[..., 0], (0, 0), 1.5)
+    face, rigid = (a[0] for a in renderer.warp.driven(motion))
+    out = []
+    for upper, lower in _EYES:
+        rest = rigid[list(upper)]
+        left, right = rest[:, 0].min(), rest[:, 0].max()
+        width = right - left
+        xs = np.arange(np.ceil(left + 0.25 * width), np.floor(right - 0.25 * width) + 1)
+        feather = max(1.5, LID_FEATHER * width)
+        top = smooth_chain(rest, xs) - max(1.5, 0.1 * width) - 1
+        edge = smooth_chain(face[list(lower)], xs) - 0.08 * width
+        lid = [(int(y), int(x)) for x, a, b in zip(xs, top + feather, edge) for y in np.arange(np.ceil(a), np.floor(b) + 1)]
+        skin = [(int(y), int(x)) for x, a in zip(xs, top) for y in np.arange(np.floor(a - 1.5 * feather), np.floor(a - 0.5 * feather) + 1)]
+        assert len(lid) > 20 and len(skin) > 20
+        ly, lx = np.array(lid).T
+        sy, sx = np.array(skin).T
+        out.append((np.linalg.norm(lab[ly, lx].mean(0) - lab[sy, sx].mean(0)),
+                    grain[ly, lx].std() / max(grain[sy, sx].std(), 1e-3)))
+    return tuple(np.mean(out, axis=0))
+
+
+def test_a_closed_lid_has_the_skins_tone_and_grain(renderer, shared_data, settings):
+    """The closing lid is the photo's skin, not a flat patch: on the shared portraits its colour stays
+    near the skin above it and it keeps a good share of that skin's grain (a blurred flat lid, the
+    former painter, had a median grain ratio of about 0.25 and a median colour distance of about 13)."""
+    from teller_agent.errors import TellerError
+    from teller_agent.face import prepare_avatar
+    from teller_agent.render import WarpRenderer
+
+    paths = sorted(p for p in (shared_data / "portraits").iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    figures = [_closed_lid_vs_skin(renderer)]
+    for path in paths:
+        try:
+            figures.append(_closed_lid_vs_skin(WarpRenderer(prepare_avatar(path, settings))))
+        except TellerError:
+            continue  # no usable face (the preparation tests cover those errors)
+    colour, grain = np.array(figures).T
+    assert len(figures) > 20
+    assert np.median(grain) > 0.45 and grain.min() > 0.15, np.round(grain, 2)
+    assert np.median(colour) < 11.0, np.round(colour, 1)
+
+
 @pytest.mark.parametrize("yaw", [10.0, -10.0])
 def test_yaw_moves_the_nose_tip_sideways(renderer, avatar, yaw):
     x, y = np.round(avatar.landmarks[30]).astype(int)

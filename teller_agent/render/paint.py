@@ -5,7 +5,8 @@ part, :class:`MouthPainter` shows a real mouth interior there (teeth, cavity,
 tongue), taken from an atlas of real mouths
 (:mod:`teller_agent.render.mouth_atlas`) and matched to the portrait's light and
 colour. When the driven upper lid comes down, :func:`paint_eyelids` slides the
-skin above the lid (the portrait's own) with a lash line over the still eyeball.
+skin above the lid (the portrait's own, its tone and grain) with a lash line over the
+still eyeball.
 
 Both work inside the feature's bounding box only, with soft edges, and modify
 ``frame`` in place.
@@ -31,12 +32,17 @@ from .mouth_atlas import (
 #: Cavity lift of the matched atlas: Lab lightness below ``[0]`` is raised by up to ``[1]`` and
 #: shifted toward red by up to ``[2]`` (a*, scaled by the portrait's chroma ratio).
 CAVITY_LIFT = (30.0, 9.0, 7.0)
+#: Lash colour where the photo shows no lid edge to read it from (RGB).
 _LASH = np.array([38.0, 28.0, 26.0], np.float32)
 #: Pixels of photo above the lid fold per pixel of closing lid (the lid skin unfolds as it closes).
 LID_STRETCH = 0.3
-#: Band above the lid fold skipped when sampling lid skin (the photo's lashes and liner), as a share
-#: of the eye's width.
-LASH_SKIP = 0.12
+#: Width over which the closing lid's top edge blends into the skin above, as a share of the eye's width.
+LID_FEATHER = 0.1
+#: Darkening of the closed lid toward its edge (the lid turns away from the light over the eyeball).
+LID_SHADE = 0.08
+#: Size of the grey closing that removes the photo's hairs (lashes, brow tips) from the lid skin, as a
+#: share of the eye's width.
+LID_HAIR_CLOSING = 0.08
 #: Half-width of the closed lid's lash line, as a share of the eye's width (at least 0.6 px).
 LASH_WIDTH = 0.025
 
@@ -276,10 +282,14 @@ def _match_patches(atlas, ring: np.ndarray) -> np.ndarray:
 def paint_eyelids(frame: np.ndarray, rest_upper: np.ndarray, lid_upper: np.ndarray, lower: np.ndarray) -> None:
     """Slide the upper lid of one eye down to ``lid_upper``.
 
-    The lid is the photo's own skin: the band just above the lid fold (between the lashes and
-    the brow, as the warped frame shows it) slides down over the eye, stretched by
-    :data:`LID_STRETCH`, shaded as a convex surface, with a lash line along its edge whose width
-    follows the eye's size.
+    The lid is the photo's own skin, continuous with the skin above it: its tone is the skin just
+    above the lid's top edge, mirrored downward (:data:`LID_STRETCH` pixels of photo per pixel of
+    lid) so that tone and light carry on across the edge, which is feathered over
+    :data:`LID_FEATHER` of the eye's width; its grain is the high-pass of the skin above, moved
+    down by the lid's height (no stretch, so no streaks); the photo's dark hairs (lashes, brow
+    tips) are removed from both by a grey closing. The lid darkens slightly toward its edge
+    (:data:`LID_SHADE`), where a soft lash line in the person's own lash colour (the darkest
+    pixels along the open lid) tapers toward the corners.
 
     Args:
         frame: (S, S, 3) uint8 RGB, modified in place (the lid texture is read from it first).
@@ -289,7 +299,8 @@ def paint_eyelids(frame: np.ndarray, rest_upper: np.ndarray, lid_upper: np.ndarr
         lower: (4, 2) the lower lid (corner, 2 lid points, corner).
     """
     left, right = float(rest_upper[:, 0].min()), float(rest_upper[:, 0].max())
-    if right - left < 2:
+    width = right - left
+    if width < 2:
         return
     xs = np.arange(np.floor(left), np.ceil(right) + 1, dtype=np.float32)
     y_rest = smooth_chain(rest_upper, xs)
@@ -299,35 +310,52 @@ def paint_eyelids(frame: np.ndarray, rest_upper: np.ndarray, lid_upper: np.ndarr
     if travel.max() < 0.3:
         return
     # The photo's own lashes sit just above the upper-lid landmarks: start the lid above them.
-    fold = max(1.5, 0.1 * (right - left))
-    box = _box(frame, left, right, y_rest.min() - fold - 1, y_lid.max() + 2)
+    fold = max(1.5, 0.1 * width)
+    feather = max(1.5, LID_FEATHER * width)
+    span_max = float((y_lid - y_rest).max()) + fold + 1.0
+    box = _box(frame, left, right, y_rest.min() - fold - 1 - span_max - 0.5 * feather, y_lid.max() + 2)
     if box is None:
         return
     x0, x1, y0, y1 = box
     sel = (xs >= x0) & (xs < x1)
     xs, y_rest, y_lid, travel = xs[sel], y_rest[sel][None], y_lid[sel][None], travel[sel][None]
+    if xs.size == 0:
+        return
     ys = np.arange(y0, y1, dtype=np.float32)[:, None]
     inside = ((xs >= left) & (xs <= right))[None, :]
-    cover = np.clip((ys - (y_rest - fold - 1.0)) / 2.0, 0, 1) * np.clip(y_lid + 0.5 - ys, 0, 1) * inside
-    cover *= np.clip(travel / 1.5, 0, 1)
-    # skin texture: the lid's edge shows the skin just above the fold, its upper part skin from
-    # further up (the unfolding lid), LID_STRETCH pixels of photo per pixel of lid
     top = y_rest - fold - 1.0
+    cover = smoothstep((ys - top + 0.5 * feather) / feather) * np.clip(y_lid + 0.5 - ys, 0, 1) * inside
+    cover *= smoothstep(travel / max(1.5, 0.12 * width))  # the lid fades in toward the corners
     span = np.maximum(y_lid - top, 1.0)
-    skip = LASH_SKIP * (right - left)  # the photo's lashes and liner above the fold are not lid skin
-    src_y = top - skip - (span - (ys - top)).clip(0, None) * LID_STRETCH
-    src_x = np.broadcast_to(xs[None, :], src_y.shape)
-    # read from a softened copy of the band above the eye: its skin tone and shading, not its hairs
-    by0 = max(int(np.floor(src_y.min())) - 4, 0)
-    by1 = max(min(int(np.ceil(top.max() - skip)) + 4, frame.shape[0]), by0 + 1)
-    band = cv2.GaussianBlur(frame[by0:by1, x0:x1], (0, 0), max(1.0, 0.04 * (right - left)))
-    color = cv2.remap(band, (src_x - x0).astype(np.float32), (src_y - by0).astype(np.float32), cv2.INTER_LINEAR,
-                      borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    # the person's lash colour, read before anything is painted
+    ring = frame[max(int(np.floor((y_rest - fold).min())), 0):int(np.ceil(y_rest.max())) + 1, x0:x1]
+    ring = ring.reshape(-1, 3).astype(np.float32)
+    if len(ring):
+        grey = ring.mean(1)
+        lash_rgb = ring[grey <= np.percentile(grey, 10)].mean(0)
+    else:
+        lash_rgb = _LASH
+    # the skin above the lid, without hairs: tone (blurred) and grain (high-pass)
+    by0 = max(int(np.floor(y0)), 0)
+    band = frame[by0:y1, x0:x1]
+    k = max(3, int(round(LID_HAIR_CLOSING * width)) | 1)
+    band = cv2.morphologyEx(band, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    band = band.astype(np.float32)
+    tone = cv2.GaussianBlur(band, (0, 0), max(1.0, 0.04 * width))
+    grain = band - cv2.GaussianBlur(band, (0, 0), 1.5)
+    mx = np.broadcast_to(xs[None, :] - x0, cover.shape).astype(np.float32)
+    tone_y = top - np.maximum(ys - top, 0) * LID_STRETCH  # mirrored about the top edge
+    color = cv2.remap(tone, mx, (tone_y - by0).astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    color += cv2.remap(grain, mx, (ys - span - by0).astype(np.float32), cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REPLICATE)
     toward_edge = np.clip((ys - top) / span, 0, 1)
-    color *= (0.88 + 0.1 * np.sin(np.pi * toward_edge))[..., None]
-    lash_half = max(0.6, LASH_WIDTH * (right - left))
-    lash = np.clip(lash_half + 0.5 - np.abs(ys - y_lid), 0, 1) * np.clip(travel / 2.0, 0, 1)
-    color += (_LASH - color) * (0.8 * lash)[..., None]
+    color *= (1.0 - LID_SHADE * toward_edge**2)[..., None]
+    u = np.clip((xs - left) / width, 0, 1)[None, :]
+    taper = np.sqrt(np.clip(np.sin(np.pi * u), 0, 1))
+    lash_half = max(0.6, LASH_WIDTH * width)
+    d = (ys - (y_lid - 0.3 * lash_half)) / lash_half
+    lash = np.exp(-0.5 * d * d) * taper * np.clip(travel / 2.0, 0, 1)
+    color += (lash_rgb - color) * (0.85 * lash)[..., None]
     alpha = cover[..., None]
     roi = frame[y0:y1, x0:x1].astype(np.float32)
     frame[y0:y1, x0:x1] = np.clip(roi + (color - roi) * alpha, 0, 255).astype(np.uint8)
