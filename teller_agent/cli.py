@@ -322,7 +322,7 @@ def _cmd_eval_identity(args: argparse.Namespace) -> int:
         raise TellerError(f"{e}; pass --portraits and --speech folders") from None
     settings = _settings(args)
     result = evaluate_identity(portraits, speech, settings, seconds=args.seconds, every=args.every,
-                               progress=not args.quiet)
+                               progress=not args.quiet, mouth_interior=not args.no_mouth_interior)
     if not args.no_real_video:
         if args.real_clips and not args.real_clips.is_dir():
             raise TellerError(f"--real-clips {args.real_clips} is not a folder of talking clips (*.mp4)")
@@ -381,6 +381,9 @@ def _add_eval_parser(sub) -> None:
                        help="folder of real talking clips (*.mp4) for the reference rows (default: the held-out speakers' "
                             "clips of ../shared/data/talking at least --seconds long)")
     ident.add_argument("--no-real-video", action="store_true", help="skip the real-video reference")
+    ident.add_argument("--no-mouth-interior", action="store_true",
+                       help="render without the painted mouth interior (the warp's own pixels between the lips): "
+                            "what the interior itself costs in identity")
     ident.add_argument("--sheet-portraits", type=int, default=6,
                        help="also write states.jpg (photo, rest, vowels, blink) for the first N portraits (default 6)")
     ident.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

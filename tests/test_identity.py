@@ -63,6 +63,14 @@ def test_eval_identity_command_writes_its_table_and_json(real_media, tmp_path, m
     assert [r["name"] for r in result["real_video"]["clips"]] == [REAL_CLIP]
     table = (out / "identity.md").read_text()
     assert "| **all** |" in table and f"| {REAL_CLIP} |" in table
+    assert result["settings"]["mouth_interior"] is True
+    # the ablation: the same frames without the painted mouth interior, no reference rows
+    code = main(["eval", "identity", "--portraits", str(portraits[0].parent), "--speech", str(speech.parent),
+                 "--limit", "1", "--seconds", "0.4", "--every", "5", "--no-real-video", "--no-mouth-interior",
+                 "--sheet-portraits", "0", "--out", str(out), "-q"])
+    ablation = json.loads((out / "identity.json").read_text())
+    assert code == 0 and ablation["settings"]["mouth_interior"] is False and "real_video" not in ablation
+    assert ablation["frames"] == result["frames"]
 
 
 def test_the_real_video_reference_measures_a_clip_against_its_own_first_frame(shared_data):

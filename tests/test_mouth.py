@@ -270,3 +270,24 @@ def test_a_closed_mouth_portrait_gets_the_atlas_interior():
     renderer.mouth.paint(frame, face[INNER])
     values, _ = _interior_grey(frame, face[INNER])
     assert np.percentile(values, 95) > 150 and np.percentile(values, 5) < 60
+
+
+def test_without_the_mouth_interior_the_frame_is_the_warp_alone(renderer):
+    """The identity ablation (``eval identity --no-mouth-interior``): the same frame, minus the painted
+    interior; with it, an open mouth differs only inside the mouth box."""
+    from teller_agent.render.paint import paint_eyelids
+    from teller_agent.render.renderer import _EYES
+
+    motion = state_motion({"jaw_open": 0.6})
+    unpainted, face = _driven(renderer, motion)
+    rigid = renderer.warp.driven(motion)[1][0]
+    for upper, lower in _EYES:
+        paint_eyelids(unpainted, rigid[list(upper)], face[list(upper)], face[list(lower)])
+    plain = WarpRenderer(renderer.avatar, mouth_interior=False).render_frame(motion)
+    painted = renderer.render_frame(motion)
+    assert np.array_equal(plain, unpainted)
+    box = _mouth_box(face[INNER])
+    assert not np.array_equal(plain[box], painted[box])
+    outside = np.ones(plain.shape[:2], bool)
+    outside[box] = False
+    assert np.array_equal(plain[outside], painted[outside])

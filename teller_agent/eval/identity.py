@@ -48,13 +48,16 @@ def list_media(folder: Path, suffixes: tuple[str, ...], limit: int | None = None
 
 
 def evaluate_identity(portraits: list[Path], speech: list[Path], settings: TellerSettings | None = None,
-                      seconds: float = 3.0, every: int = 3, progress: bool = True) -> dict:
+                      seconds: float = 3.0, every: int = 3, progress: bool = True,
+                      mouth_interior: bool = True) -> dict:
     """Descriptor distance of rendered frames to each portrait's photo.
 
     Args:
         portraits: photos; portrait ``i`` speaks ``speech[i % len(speech)]`` (its first ``seconds``).
         settings: framing, model and seed (default: ``TellerSettings()``).
         every: measure every ``every``-th frame (25 fps).
+        mouth_interior: False renders without the painted mouth interior (the warp's own pixels
+            between the lips), to measure what the interior itself costs in identity.
 
     Returns:
         ``{"portraits": [{"name", "speech", "frames", "mean", "worst", "lost"}],
@@ -98,7 +101,7 @@ def evaluate_identity(portraits: list[Path], speech: list[Path], settings: Telle
         generator.reset()
         torch.manual_seed(settings.seed)
         motion = generator.generate(pcm, sr)
-        renderer = WarpRenderer(avatar, grid=settings.render_grid)
+        renderer = WarpRenderer(avatar, grid=settings.render_grid, mouth_interior=mouth_interior)
         box = tuple(float(v) for v in avatar.face_box)
         measured = (frame for k, frame in enumerate(renderer.render(motion)) if k % every == 0)
         rows.append({"name": portrait.name, "speech": audio.name, **_distances(measured, reference, box)})
@@ -107,7 +110,8 @@ def evaluate_identity(portraits: list[Path], speech: list[Path], settings: Telle
         **_summary(rows),
         "skipped": skipped,
         "settings": {"seconds": seconds, "every": every, "fps": FPS, "seed": settings.seed,
-                     "frame_size": settings.frame_size, "face_scale": settings.face_scale},
+                     "frame_size": settings.frame_size, "face_scale": settings.face_scale,
+                     "mouth_interior": mouth_interior},
     }
 
 

@@ -38,6 +38,8 @@ class WarpRenderer:
         grid: cells per side of the coarse warp grid (``TellerSettings.render_grid``).
         atlas: the mouth-interior atlas (:class:`~teller_agent.render.mouth_atlas.MouthAtlas`);
             default: the shipped one.
+        mouth_interior: paint the mouth interior between the driven inner lips; False leaves
+            the warp's own pixels there (an ablation: ``teller-agent eval identity --no-mouth-interior``).
 
     Raises:
         MouthAtlasError: ``atlas`` is None and the shipped atlas file is missing (the message
@@ -48,7 +50,7 @@ class WarpRenderer:
 
     space = FACE68
 
-    def __init__(self, avatar, grid: int = DEFAULT_RENDER_GRID, atlas=None):
+    def __init__(self, avatar, grid: int = DEFAULT_RENDER_GRID, atlas=None, mouth_interior: bool = True):
         self.avatar = avatar
         self.image = np.ascontiguousarray(avatar.image)
         self.size = self.image.shape[0]
@@ -57,6 +59,7 @@ class WarpRenderer:
         self.warp = HeadWarp(self.image, self.portrait, grid=grid)
         self.mouth = MouthPainter(self.image, landmarks, atlas)
         self.rest_gap = self.mouth.rest_gap
+        self.mouth_interior = mouth_interior
 
     def render(self, motion: MotionLatent) -> Iterator[np.ndarray]:
         """Yield one (S, S, 3) uint8 RGB frame per motion frame.
@@ -82,7 +85,8 @@ class WarpRenderer:
         frame = self.warp.remap(face, rigid, head)
         for upper, lower in _EYES:
             paint_eyelids(frame, rigid[list(upper)], face[list(upper)], face[list(lower)])
-        self.mouth.paint(frame, face[_INNER_LIPS])
+        if self.mouth_interior:
+            self.mouth.paint(frame, face[_INNER_LIPS])
         return frame
 
 
