@@ -312,8 +312,8 @@ def paint_eyelids(frame: np.ndarray, rest_upper: np.ndarray, lid_upper: np.ndarr
     # The photo's own lashes sit just above the upper-lid landmarks: start the lid above them.
     fold = max(1.5, 0.1 * width)
     feather = max(1.5, LID_FEATHER * width)
-    span_max = float((y_lid - y_rest).max()) + fold + 1.0
-    box = _box(frame, left, right, y_rest.min() - fold - 1 - span_max - 0.5 * feather, y_lid.max() + 2)
+    top_min = float(y_rest.min()) - fold - 1.0
+    box = _box(frame, left, right, top_min - 0.5 * feather, y_lid.max() + 2)
     if box is None:
         return
     x0, x1, y0, y1 = box
@@ -331,13 +331,17 @@ def paint_eyelids(frame: np.ndarray, rest_upper: np.ndarray, lid_upper: np.ndarr
     ring = frame[max(int(np.floor((y_rest - fold).min())), 0):int(np.ceil(y_rest.max())) + 1, x0:x1]
     ring = ring.reshape(-1, 3).astype(np.float32)
     if len(ring):
-        grey = ring.mean(1)
-        lash_rgb = ring[grey <= np.percentile(grey, 10)].mean(0)
+        darkest = np.argpartition(ring.sum(1), len(ring) // 10)[: len(ring) // 10 + 1]
+        lash_rgb = ring[darkest].mean(0)
     else:
         lash_rgb = _LASH
-    # the skin above the lid, without hairs: tone (blurred) and grain (high-pass)
-    by0 = max(int(np.floor(y0)), 0)
-    band = frame[by0:y1, x0:x1]
+    # the skin above the lid (the rows the lid is drawn from), without hairs: tone (blurred) and
+    # grain (high-pass)
+    by0 = max(int(np.floor((top - span).min())) - 2, 0)
+    by1 = min(int(np.ceil(top.max())) + 3, frame.shape[0])
+    if by1 - by0 < 2:
+        return
+    band = frame[by0:by1, x0:x1]
     k = max(3, int(round(LID_HAIR_CLOSING * width)) | 1)
     band = cv2.morphologyEx(band, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
     band = band.astype(np.float32)
