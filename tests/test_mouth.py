@@ -291,3 +291,28 @@ def test_without_the_mouth_interior_the_frame_is_the_warp_alone(renderer):
     outside = np.ones(plain.shape[:2], bool)
     outside[box] = False
     assert np.array_equal(plain[outside], painted[outside])
+
+
+def _lower_teeth_height(renderer, jaw_open: float) -> tuple[float, float]:
+    """(inner-lip gap, height of the bright lower teeth) in pixels at the mouth's centre columns
+    (pixels of the lower half of the opening brighter than halfway between its dark and bright ends)."""
+    motion = state_motion({"jaw_open": jaw_open})
+    frame = cv2.cvtColor(renderer.render_frame(motion), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    inner = renderer.warp.driven(motion)[0][0][INNER]
+    cx = int(round(inner[:, 0].mean()))
+    top, bottom = int(inner[:, 1].min()), int(inner[5:8, 1].max())
+    middle = int((inner[1:4, 1].min() + bottom) / 2)
+    opening = frame[top:bottom, cx - 3 : cx + 4]
+    threshold = 0.5 * (np.percentile(opening, 95) + np.percentile(opening, 5))
+    return mouth_gap(inner), float((frame[middle:bottom, cx - 3 : cx + 4] > threshold).sum(0).mean())
+
+
+def test_a_wide_open_smile_stretches_the_cavity_not_the_lower_teeth(renderer):
+    """The bundled portrait smiles with its teeth (its own interior above, the atlas below): opened
+    past what the atlas shows, the cavity grows and the lower teeth keep their size (the lower part
+    used to stretch as a whole, the teeth growing about as fast as the opening)."""
+    assert renderer.mouth.own is not None
+    gap_a, teeth_a = _lower_teeth_height(renderer, 0.75)
+    gap_b, teeth_b = _lower_teeth_height(renderer, 1.0)
+    assert gap_b > 1.2 * gap_a and teeth_a > 3
+    assert teeth_b / teeth_a - 1 < 0.5 * (gap_b / gap_a - 1), (gap_a, teeth_a, gap_b, teeth_b)

@@ -184,7 +184,7 @@ class MouthPainter:
         alpha *= smoothstep(v * gap / feather) * smoothstep((1 - v) * gap / feather)
         mx = np.broadcast_to(u * PATCH_WIDTH - 0.5, v.shape).astype(np.float32)
         if self.own is not None:
-            color = self._own_interior(patch, band, mx, v, gap, self.rest_gap / max(driven_gap, 1e-3))
+            color = self._own_interior(patch, band, mx, v, gap, self.rest_gap / max(driven_gap, 1e-3), r)
         else:
             top = self.openings[-1]
             if r > top:  # wider than any real mouth in the atlas: stretch the cavity, keep the teeth
@@ -196,17 +196,24 @@ class MouthPainter:
         frame[y0:y1, x0:x1] = np.clip(roi + (color - roi) * a + 0.5, 0, 255).astype(np.uint8)
 
     def _own_interior(self, patch: np.ndarray, band: np.ndarray, mx: np.ndarray, v: np.ndarray,
-                      gap: np.ndarray, scale: float) -> np.ndarray:
+                      gap: np.ndarray, scale: float, r: float) -> np.ndarray:
         """Colour ``(m, n, 3) float32`` of a portrait with its own interior, opened ``1 / scale``
-        times its rest gap: its own interior at pixel size under the upper lip (upper teeth move
-        with the upper jaw), then the atlas ``patch`` from the top of its cavity ``band`` down
-        (cavity, tongue, lower teeth) stretched over the rest of the opening."""
+        times its rest gap (opening ``r``, :func:`mouth_shape`): its own interior at pixel size under
+        the upper lip (upper teeth move with the upper jaw), then the atlas ``patch`` from the top of
+        its cavity ``band`` down (cavity, tongue, lower teeth) over the rest of the opening; where
+        that part is taller than the atlas shows it, only the cavity stretches (as for a portrait
+        without its own interior) and the lower teeth keep their pixel size."""
         scale = min(scale, 1.0)
         own = cv2.remap(self.own, mx, (np.clip(v / scale, 0.0, 1.0) * PATCH_HEIGHT - 0.5).astype(np.float32),
                         cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         if scale >= 1.0 - 1e-6:
             return own
-        v_low = band[0] + np.clip((v - scale) / (1.0 - scale), 0.0, 1.0) * (1.0 - band[0])
+        w = np.clip((v - scale) / (1.0 - scale), 0.0, 1.0)
+        # taller than the patch shows it: the lower teeth keep their pixel size, the cavity stretches
+        natural = (1.0 - band[0]) * min(r, self.openings[-1]) / max((1.0 - scale) * r, 1e-6)
+        if natural < 1.0:
+            w = _stretch_middle(w, natural, 0.0, (band[1] - band[0]) / max(1.0 - band[0], 1e-6))
+        v_low = band[0] + w * (1.0 - band[0])
         lower = cv2.remap(patch, mx, (v_low * PATCH_HEIGHT - 0.5).astype(np.float32), cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE)
         c = smoothstep((v - scale) * gap / self.OWN_SEAM + 0.5).astype(np.float32)[..., None]
