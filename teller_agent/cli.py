@@ -320,12 +320,12 @@ def _cmd_eval_identity(args: argparse.Namespace) -> int:
         speech = list_media(args.speech or default_speech_dir(), SPEECH_SUFFIXES)
     except FileNotFoundError as e:
         raise TellerError(f"{e}; pass --portraits and --speech folders") from None
+    if not args.no_real_video and args.real_clips and not args.real_clips.is_dir():
+        raise TellerError(f"--real-clips {args.real_clips} is not a folder of talking clips (*.mp4)")
     settings = _settings(args)
     result = evaluate_identity(portraits, speech, settings, seconds=args.seconds, every=args.every,
                                progress=not args.quiet, mouth_interior=not args.no_mouth_interior)
     if not args.no_real_video:
-        if args.real_clips and not args.real_clips.is_dir():
-            raise TellerError(f"--real-clips {args.real_clips} is not a folder of talking clips (*.mp4)")
         clips = talking_videos(args.real_clips) if args.real_clips else default_real_clips(args.seconds)
         result["real_video"] = real_video_identity(clips, args.seconds, args.every, progress=not args.quiet)
     result["command"] = _command_line(args.argv)

@@ -85,3 +85,21 @@ def test_the_real_video_reference_measures_a_clip_against_its_own_first_frame(sh
     assert row["frames"] + row["lost"] == 4  # frames 5, 10, 15 and 20 of the first 25
     # the speaker's own talking frames: the same person, yet not the first frame's exact descriptor
     assert 0.01 < row["mean"] <= row["worst"] < SAME_PERSON_DISTANCE
+
+
+def test_a_missing_real_clips_folder_is_named_before_any_rendering(tmp_path, monkeypatch, capsys):
+    import teller_agent.eval.identity as identity
+    from teller_agent.cli import main
+
+    def never(*args, **kwargs):
+        raise AssertionError("the portraits were rendered before the bad --real-clips was reported")
+
+    monkeypatch.setattr(identity, "evaluate_identity", never)
+    portraits, speech = tmp_path / "portraits", tmp_path / "speech"
+    portraits.mkdir(), speech.mkdir()
+    (portraits / "a.jpg").write_bytes(b"")
+    (speech / "a.wav").write_bytes(b"")
+    missing = tmp_path / "no-such-folder"
+    code = main(["eval", "identity", "--portraits", str(portraits), "--speech", str(speech),
+                 "--real-clips", str(missing), "--out", str(tmp_path / "out"), "-q"])
+    assert code == 2 and f"--real-clips {missing} is not a folder" in capsys.readouterr().err
