@@ -70,7 +70,7 @@ def _closed_lid_vs_skin(renderer) -> tuple[float, float]:
     the top), and the std
     of the lightness high-pass (Gaussian, sigma 1.5 px) inside the lid over the same in that skin."""
     from teller_agent.render.mouth_atlas import smooth_chain
-    from teller_agent.render.paint import LID_FEATHER
+    from teller_agent.render.paint import lid_edge
     from teller_agent.render.renderer import _EYES
 
     motion = _motion(blink_left=1.0, blink_right=1.0)
@@ -83,8 +83,8 @@ def _closed_lid_vs_skin(renderer) -> tuple[float, float]:
         left, right = rest[:, 0].min(), rest[:, 0].max()
         width = right - left
         xs = np.arange(np.ceil(left + 0.25 * width), np.floor(right - 0.25 * width) + 1)
-        feather = max(1.5, LID_FEATHER * width)
-        top = smooth_chain(rest, xs) - max(1.5, 0.1 * width) - 1
+        fold, feather = lid_edge(width)
+        top = smooth_chain(rest, xs) - fold - 1
         edge = smooth_chain(face[list(lower)], xs) - 0.08 * width
         lid = [(int(y), int(x)) for x, a, b in zip(xs, top + feather, edge) for y in np.arange(np.ceil(a), np.floor(b) + 1)]
         skin = [(int(y), int(x)) for x, a in zip(xs, top) for y in np.arange(np.floor(a - 1.5 * feather), np.floor(a - 0.5 * feather) + 1)]

@@ -36,6 +36,9 @@ CAVITY_LIFT = (30.0, 9.0, 7.0)
 _LASH = np.array([38.0, 28.0, 26.0], np.float32)
 #: Pixels of photo above the lid fold per pixel of closing lid (the lid skin unfolds as it closes).
 LID_STRETCH = 0.3
+#: Height of the closing lid's top edge above the upper-lid landmarks (clear of the photo's own
+#: lashes), as a share of the eye's width.
+LID_FOLD = 0.1
 #: Width over which the closing lid's top edge blends into the skin above, as a share of the eye's width.
 LID_FEATHER = 0.1
 #: Darkening of the closed lid toward its edge (the lid turns away from the light over the eyeball).
@@ -286,6 +289,13 @@ def _match_patches(atlas, ring: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.clip(rgb * 255.0, 0, 255), dtype=np.float32)
 
 
+def lid_edge(width: float) -> tuple[float, float]:
+    """``(fold, feather)`` in pixels for an eye ``width`` pixels wide: how far above the upper-lid
+    landmarks the closing lid's top edge sits (:data:`LID_FOLD`), and over how many pixels it
+    blends into the skin above (:data:`LID_FEATHER`); at least 1.5 each."""
+    return max(1.5, LID_FOLD * width), max(1.5, LID_FEATHER * width)
+
+
 def paint_eyelids(frame: np.ndarray, rest_upper: np.ndarray, lid_upper: np.ndarray, lower: np.ndarray) -> None:
     """Slide the upper lid of one eye down to ``lid_upper``.
 
@@ -317,8 +327,7 @@ def paint_eyelids(frame: np.ndarray, rest_upper: np.ndarray, lid_upper: np.ndarr
     if travel.max() < 0.3:
         return
     # The photo's own lashes sit just above the upper-lid landmarks: start the lid above them.
-    fold = max(1.5, 0.1 * width)
-    feather = max(1.5, LID_FEATHER * width)
+    fold, feather = lid_edge(width)
     top_min = float(y_rest.min()) - fold - 1.0
     box = _box(frame, left, right, top_min - 0.5 * feather, y_lid.max() + 2)
     if box is None:
@@ -326,8 +335,6 @@ def paint_eyelids(frame: np.ndarray, rest_upper: np.ndarray, lid_upper: np.ndarr
     x0, x1, y0, y1 = box
     sel = (xs >= x0) & (xs < x1)
     xs, y_rest, y_lid, travel = xs[sel], y_rest[sel][None], y_lid[sel][None], travel[sel][None]
-    if xs.size == 0:
-        return
     ys = np.arange(y0, y1, dtype=np.float32)[:, None]
     inside = ((xs >= left) & (xs <= right))[None, :]
     top = y_rest - fold - 1.0
