@@ -67,8 +67,8 @@ def _closed_lid_vs_skin(renderer) -> tuple[float, float]:
     """(colour distance, grain ratio) of the closed lids against the skin just above them, both eyes
     averaged: CIE76 distance in Lab of the mean colours (the middle half of the eye, between the lid's
     feathered top and its lash line, against the skin from half to one and a half feather widths above
-    the top), and the std
-    of the lightness high-pass (Gaussian, sigma 1.5 px) inside the lid over the same in that skin."""
+    the top), and the std of the lightness high-pass (Gaussian, sigma 1.5 px) inside the lid over the
+    same in that skin."""
     from teller_agent.render.mouth_atlas import smooth_chain
     from teller_agent.render.paint import lid_edge
     from teller_agent.render.renderer import _EYES
@@ -101,10 +101,11 @@ def test_a_closed_lid_has_the_skins_tone_and_grain(renderer, shared_data, settin
     near the skin above it and it keeps a good share of that skin's grain (a blurred flat lid, the
     former painter, had a median grain ratio of about 0.25 and a median colour distance of about 13)."""
     from teller_agent.errors import TellerError
+    from teller_agent.eval.identity import PORTRAIT_SUFFIXES, list_media
     from teller_agent.face import prepare_avatar
     from teller_agent.render import WarpRenderer
 
-    paths = sorted(p for p in (shared_data / "portraits").iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    paths = list_media(shared_data / "portraits", PORTRAIT_SUFFIXES)
     figures = [_closed_lid_vs_skin(renderer)]
     for path in paths:
         try:
